@@ -1,0 +1,44 @@
+# Two set-up commands: `make demo` (light serving install, starts the web app) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export MALLOC_MMAP_MAX_ = 0
+export MALLOC_TRIM_THRESHOLD_ = 68719476736
+
+.PHONY: demo test lint typecheck unit install-serve install-all clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.serve: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[serve]'
+	touch $@
+
+$(VENV)/.all: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[serve,train,dev]'
+	touch $@ $(VENV)/.serve
+
+install-serve: $(VENV)/.serve
+install-all: $(VENV)/.all
+
+## Start the web app on the bundled model (http://127.0.0.1:8000); needs no torch.
+demo: $(VENV)/.serve
+	$(VENV)/bin/dermalens serve --host 127.0.0.1 --port 8000
+
+lint: $(VENV)/.all
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: $(VENV)/.all
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.all
+	$(VENV)/bin/pytest -q --timeout=900
+
+## Everything CI runs: lint, types, tests.
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

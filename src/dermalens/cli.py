@@ -1,0 +1,64 @@
+"""The `dermalens` command: a thin layer that parses arguments and calls the package.
+
+Each area registers its own sub-commands (``dermalens.<area>.commands``), so this
+file stays a table of contents: data, train, evaluate/compare, predict/export, serve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from dermalens import __version__
+from dermalens.inference.results import DISCLAIMER
+
+#: Modules with `register(subparsers)`; imported lazily so `dermalens --help` stays fast
+#: and the serving install works without the training dependencies.
+COMMAND_MODULES = (
+    "dermalens.data.commands",
+    "dermalens.training.commands",
+    "dermalens.evaluation.commands",
+    "dermalens.inference.commands",
+    "dermalens.server.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dermalens",
+        description="Dermoscopy lesion classifier (research/education only; not a diagnosis).",
+        epilog=DISCLAIMER,
+    )
+    parser.add_argument("--version", action="version", version=f"dermalens {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:  # an area not present in this install
+            logging.getLogger(__name__).debug("skipping %s: %s", name, err)
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"dermalens {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

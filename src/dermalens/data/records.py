@@ -1,0 +1,104 @@
+"""The one record every dataset reader yields, and the result of reading a dataset."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dermalens.taxonomy import binary_label, is_dx_code
+
+log = logging.getLogger(__name__)
+
+#: File suffixes readers treat as images (lower case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled image, whatever the layout on disk.
+
+    `label` is a dx code (``mel``...) or a binary-only label (``benign``/``malignant``).
+    `group` is the lesion (or patient) id used to keep every photo of one lesion in
+    one split; it falls back to the image id when the source has none.
+    Metadata fields are ``None`` when unknown: they are never imputed here.
+    """
+
+    path: Path
+    label: str
+    group: str
+    image_id: str
+    age: float | None = None
+    sex: str | None = None
+    site: str | None = None
+
+    @property
+    def binary(self) -> str:
+        """'benign' or 'malignant'."""
+        return binary_label(self.label)
+
+    @property
+    def has_dx(self) -> bool:
+        """True when the label is a diagnosis, not only benign/malignant."""
+        return is_dx_code(self.label)
+
+
+@dataclass
+class Dataset:
+    """Records read from one source, plus what could not be read (never silently dropped)."""
+
+    format: str
+    root: Path
+    records: list[Record]
+    missing: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        counts = dict(sorted(Counter(r.label for r in self.records).items()))
+        return (
+            f"Dataset(format={self.format!r}, root='{self.root}', n={len(self.records)}, "
+            f"groups={len({r.group for r in self.records})}, counts={counts}, "
+            f"missing={len(self.missing)}, unreadable={len(self.unreadable)})"
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Images per label."""
+        return dict(sorted(Counter(r.label for r in self.records).items()))
+
+    def binary_counts(self) -> dict[str, int]:
+        """Images per benign/malignant."""
+        return dict(sorted(Counter(r.binary for r in self.records).items()))
+
+    def subset(self, image_ids: set[str]) -> Dataset:
+        """A dataset with only the given image ids (e.g. one split)."""
+        kept = [r for r in self.records if r.image_id in image_ids]
+        return Dataset(self.format, self.root, kept, list(self.missing), list(self.unreadable))
+
+
+def normalize_sex(value: object) -> str | None:
+    """'male'/'female', or None for unknown/empty (kept explicit, never guessed)."""
+    text = str(value).strip().lower() if value is not None else ""
+    if text in ("m", "male"):
+        return "male"
+    if text in ("f", "female"):
+        return "female"
+    return None
+
+
+def normalize_site(value: object) -> str | None:
+    """Lower-case anatomical site with spaces, or None when unknown/empty."""
+    text = " ".join(str(value).strip().lower().replace("_", " ").split()) if value is not None else ""
+    return None if text in ("", "unknown", "nan", "none") else text
+
+
+def normalize_age(value: object) -> float | None:
+    """Age in years as float, or None when empty or not a number."""
+    try:
+        age = float(str(value).strip())
+    except ValueError:
+        return None
+    return None if age != age or age < 0 else age  # NaN check without numpy

@@ -1,0 +1,106 @@
+"""Preprocessing, defined once: training, evaluation, export checks, the predictor and the server
+all call these functions with the `Preprocessing` stored in the model artifact.
+
+Pipeline: decoded RGB uint8 → centre-crop to the model's aspect ratio → resize to
+the input size → optional Shades-of-Gray colour constancy → normalise to
+float32 CHW. Training inserts its augmentation between `canonical` and `normalize`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dermalens.inference.decode import ImageInput, decode_image
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw images become model input; stored in (and read from) the model artifact."""
+
+    #: (width, height). HAM10000 images are 4:3; a 4:3 input keeps the whole field of view.
+    input_size: tuple[int, int] = (192, 144)
+    #: efficientnet-lite weights were trained with mean = std = 0.5.
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    #: "shades_of_gray" (Finlayson & Trezzi 2004) or "none": removes the colour cast of a camera/light.
+    color_constancy: str = "shades_of_gray"
+    #: Minkowski norm of Shades of Gray (6 is the usual choice in ISIC-winning pipelines).
+    sog_power: float = 6.0
+    #: "crop_to_aspect": centre-crop to the input's aspect ratio, then resize (no distortion).
+    resize: str = "crop_to_aspect"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        fields = dict(data)
+        for key in ("input_size", "mean", "std"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        return cls(**fields)
+
+    def validate(self) -> None:
+        if self.color_constancy not in ("shades_of_gray", "none"):
+            raise ValueError(f"color_constancy {self.color_constancy!r}; valid: shades_of_gray, none")
+        if self.resize not in ("crop_to_aspect", "stretch"):
+            raise ValueError(f"resize {self.resize!r}; valid: crop_to_aspect, stretch")
+
+
+def crop_to_aspect(rgb: np.ndarray, aspect: float) -> np.ndarray:
+    """Centre-crop an H×W×3 image to width/height == `aspect`."""
+    height, width = rgb.shape[:2]
+    if width / height > aspect:
+        new_w = max(1, round(height * aspect))
+        left = (width - new_w) // 2
+        return rgb[:, left : left + new_w]
+    new_h = max(1, round(width / aspect))
+    top = (height - new_h) // 2
+    return rgb[top : top + new_h]
+
+
+def shades_of_gray(rgb: np.ndarray, power: float = 6.0) -> np.ndarray:
+    """Shades-of-Gray colour constancy: scale channels so their p-norm means are equal.
+
+    Why: dermatoscopes and clinics differ in white balance; normalising the
+    illuminant makes a model less sensitive to the camera it was trained on.
+    """
+    pixels = rgb.astype(np.float32)
+    norm = np.power(np.mean(np.power(pixels, power), axis=(0, 1)), 1.0 / power)
+    gain = np.sqrt(3.0) * norm / max(float(np.sqrt(np.sum(norm**2))), 1e-6)
+    balanced = pixels / np.maximum(gain, 1e-6)
+    return np.clip(balanced, 0, 255).astype(np.uint8)
+
+
+def canonical(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """Crop, resize and colour-correct a decoded image to the model's input size (uint8 H×W×3)."""
+    width, height = spec.input_size
+    if spec.resize == "crop_to_aspect":
+        rgb = crop_to_aspect(rgb, width / height)
+    if rgb.shape[:2] != (height, width):
+        rgb = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
+    if spec.color_constancy == "shades_of_gray":
+        rgb = shades_of_gray(rgb, spec.sog_power)
+    return rgb
+
+
+def normalize(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """uint8 H×W×3 → float32 3×H×W, scaled to [0, 1] then standardised with the artifact's mean/std."""
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
+    chw = rgb.transpose(2, 0, 1).astype(np.float32) / 255.0
+    return (chw - mean) / std
+
+
+def load_canonical(source: ImageInput, spec: Preprocessing) -> np.ndarray:
+    """Decode (JPEG draft mode: never below the input size) and make canonical."""
+    return canonical(decode_image(source, min_size=spec.input_size), spec)
+
+
+def prepare(source: ImageInput, spec: Preprocessing) -> np.ndarray:
+    """Everything from raw input to one model-ready 3×H×W float32 array."""
+    return normalize(load_canonical(source, spec), spec)

@@ -1,0 +1,75 @@
+"""Runtimes that execute an artifact's network: ONNX Runtime (default, no torch) and PyTorch.
+
+Both return the same three arrays for a float32 N×3×H×W batch: ``logits`` [N,C],
+``features`` [N,D] (pooled embedding, for the OOD gate) and ``cam`` [N,C,h,w]
+(class activation maps). The PyTorch runtime exists for training-side use and for
+parity tests; serving uses ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from dermalens.models.artifact import ONNX_FILE, WEIGHTS_FILE, ArtifactError, ArtifactMeta
+
+RUNTIMES = ("onnx", "torch")
+
+
+class Runtime(Protocol):
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+class OnnxRuntime:
+    """An ONNX Runtime session over ``model.onnx``; thread-safe for concurrent `run` calls."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads = threads or int(os.environ.get("DERMALENS_THREADS", "0")) or (os.cpu_count() or 1)
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ORT raises its own exception types for bad files
+            raise ArtifactError(f"{path}: ONNX Runtime cannot load the model ({err})") from None
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        values = self.session.run(self.outputs, {"image": np.ascontiguousarray(batch, dtype=np.float32)})
+        return dict(zip(self.outputs, values, strict=True))
+
+
+class TorchRuntime:
+    """The same network in eager PyTorch (needs the `train` extra)."""
+
+    def __init__(self, folder: Path, meta: ArtifactMeta) -> None:
+        import torch
+
+        from dermalens.models.factory import build_from_meta
+
+        self.torch = torch
+        self.model = build_from_meta(meta, folder / WEIGHTS_FILE).eval()
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        from dermalens.models.heads import forward_all
+
+        with self.torch.inference_mode():
+            out = forward_all(self.model, self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+        return {k: v.float().numpy() for k, v in out.items()}
+
+
+def create_runtime(folder: Path, meta: ArtifactMeta, runtime: str = "onnx", threads: int | None = None) -> Any:
+    """Open the artifact's network with the named runtime; errors list the valid names."""
+    if runtime == "onnx":
+        if not (folder / ONNX_FILE).is_file():
+            raise ArtifactError(f"{folder}: no {ONNX_FILE}; export one with `dermalens export --format onnx`")
+        return OnnxRuntime(folder / ONNX_FILE, threads)
+    if runtime == "torch":
+        return TorchRuntime(folder, meta)
+    raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")

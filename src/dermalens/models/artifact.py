@@ -1,0 +1,148 @@
+"""The model artifact: the hinge between training and serving.
+
+An artifact is a folder::
+
+    artifact.json   everything needed to use the weights (see `ArtifactMeta`) + file hashes
+    model.onnx      inputs "image" [N,3,H,W]; outputs "logits" [N,C], "features" [N,D], "cam" [N,C,h,w]
+    weights.pt      PyTorch state dict (training side: fine-tuning, export, Grad-CAM)
+    ood.npz         statistics of the out-of-distribution gate (optional)
+
+Class names and order, the malignant set, preprocessing, calibration temperature and
+operating threshold live *only* here; the predictor, exporter, evaluator and server
+read them. Loading checks every file's SHA-256, so a damaged or swapped file is a
+clear error instead of silently wrong predictions. This module never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermalens.inference.preprocess import Preprocessing
+
+FORMAT_VERSION = 1
+META_FILE = "artifact.json"
+ONNX_FILE = "model.onnx"
+WEIGHTS_FILE = "weights.pt"
+OOD_FILE = "ood.npz"
+
+#: The bundled default model, shipped inside the repository.
+BUNDLED_DIR = Path(__file__).resolve().parents[3] / "models" / "default"
+
+
+class ArtifactError(ValueError):
+    """A model artifact that is missing, damaged, or of the wrong kind."""
+
+
+@dataclass
+class ArtifactMeta:
+    """What `artifact.json` holds."""
+
+    name: str
+    architecture: str
+    classes: list[str]
+    malignant: list[str]
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    #: "dx" (softmax over diagnoses) or "binary" (classes == ["benign", "malignant"])
+    head: str = "dx"
+    #: Temperature scaling fitted on validation logits (1.0 = uncalibrated).
+    temperature: float = 1.0
+    #: Operating threshold on p_malignant, and how it was chosen.
+    threshold: float = 0.5
+    threshold_rule: str = "default 0.5 (not tuned)"
+    #: OOD gate: score threshold above which an image is "not dermoscopy" (None = no gate).
+    ood_threshold: float | None = None
+    ood_method: str = ""
+    #: Metadata inputs the model expects (empty = image only).
+    metadata_inputs: list[str] = field(default_factory=list)
+    version: str = "0.1.0"
+    license: str = "CC BY-NC 4.0 (inherited from the HAM10000 training data)"
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["preprocessing"] = self.preprocessing.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArtifactMeta:
+        data = dict(data)
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise ArtifactError(
+                f"artifact format {data['format_version']} is newer than this dermalens ({FORMAT_VERSION}); upgrade"
+            )
+        data["preprocessing"] = Preprocessing.from_dict(data.get("preprocessing", {}))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def malignant_indices(self) -> list[int]:
+        return [i for i, c in enumerate(self.classes) if c in self.malignant]
+
+    @property
+    def model_id(self) -> str:
+        """Short id for logs: name, version and the first hash characters of the ONNX file."""
+        digest = self.files.get(ONNX_FILE) or self.files.get(WEIGHTS_FILE) or "unhashed"
+        return f"{self.name}-{self.version}-{digest[:8]}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve(path: str | os.PathLike[str] | None) -> Path:
+    """The artifact folder for `path` (a folder, or a file inside one); None = the bundled model."""
+    if path is None:
+        path = os.environ.get("DERMALENS_MODEL") or BUNDLED_DIR
+    folder = Path(path).expanduser()
+    if folder.is_file():
+        folder = folder.parent
+    if not (folder / META_FILE).is_file():
+        hint = " (the bundled model is missing: reinstall or pass --model)" if folder == BUNDLED_DIR else ""
+        raise ArtifactError(f"{folder}: not a dermalens model artifact (no {META_FILE}){hint}")
+    return folder
+
+
+def load_meta(path: str | os.PathLike[str] | None = None, *, verify: bool = True) -> tuple[Path, ArtifactMeta]:
+    """Read and check an artifact's metadata; with `verify`, check every listed file's SHA-256."""
+    folder = resolve(path)
+    try:
+        meta = ArtifactMeta.from_dict(json.loads((folder / META_FILE).read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError, KeyError) as err:
+        raise ArtifactError(f"{folder / META_FILE}: damaged or not an artifact file ({err})") from None
+    if verify:
+        for name, expected in meta.files.items():
+            file = folder / name
+            if not file.is_file():
+                raise ArtifactError(f"{folder}: {name} is listed in {META_FILE} but missing")
+            actual = sha256_file(file)
+            if actual != expected:
+                raise ArtifactError(
+                    f"{file}: SHA-256 {actual[:12]}… does not match {expected[:12]}… in {META_FILE}; "
+                    "the file is damaged or from another model"
+                )
+    return folder, meta
+
+
+def write_meta(folder: Path, meta: ArtifactMeta) -> Path:
+    """Hash every artifact file present in `folder` and write `artifact.json`."""
+    meta.files = {
+        name: sha256_file(folder / name)
+        for name in (ONNX_FILE, WEIGHTS_FILE, OOD_FILE)
+        if (folder / name).is_file()
+    }
+    path = folder / META_FILE
+    path.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path

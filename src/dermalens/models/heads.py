@@ -1,0 +1,56 @@
+"""One forward pass that yields logits, pooled features and class activation maps.
+
+For networks whose head is global-average-pool + linear (EfficientNet, ResNet) the
+CAM is exact: cam_c = Σ_k w_ck · f_k(x, y) + b_c, and averaging it over space gives
+the logit (Zhou et al., "Learning Deep Features for Discriminative Localization",
+CVPR 2016). Putting it in the exported graph lets ONNX Runtime produce heatmaps
+without torch. Other heads get an all-zero CAM; use Grad-CAM (`inference.gradcam`)
+for them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: timm model classes whose head is exactly global average pooling + linear.
+LINEAR_CAM_FAMILIES = ("EfficientNet", "ResNet")
+
+
+def has_linear_cam(model: nn.Module) -> bool:
+    """True when the head is average pooling followed by one linear layer (EfficientNet, ResNet).
+
+    MobileNetV3 (a conv after pooling) and ConvNeXt/ViT (norms after pooling) are not.
+    """
+    pool_type = getattr(getattr(model, "global_pool", None), "pool_type", "")
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    return (
+        type(model).__name__ in LINEAR_CAM_FAMILIES and isinstance(classifier, nn.Linear) and pool_type == "avg"
+    )
+
+
+def forward_all(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{"logits": [N,C], "features": [N,D], "cam": [N,C,h,w]}`` for a batch `x`."""
+    fmap = model.forward_features(x)  # type: ignore[operator]
+    if has_linear_cam(model):
+        classifier: nn.Linear = model.get_classifier()  # type: ignore[operator,assignment]
+        features = fmap.mean(dim=(2, 3))
+        logits = classifier(features)
+        cam = torch.einsum("cd,ndhw->nchw", classifier.weight, fmap) + classifier.bias[None, :, None, None]
+        return {"logits": logits, "features": features, "cam": cam}
+    logits = model.forward_head(fmap)  # type: ignore[operator]
+    features = model.forward_head(fmap, pre_logits=True)  # type: ignore[operator]
+    cam = torch.zeros(x.shape[0], logits.shape[1], 1, 1, dtype=logits.dtype)
+    return {"logits": logits, "features": features.flatten(1), "cam": cam}
+
+
+class ExportWrapper(nn.Module):
+    """Wraps a model so that tracing/ONNX export sees the three outputs as a tuple."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = forward_all(self.model, image)
+        return out["logits"], out["features"], out["cam"]

@@ -1,0 +1,125 @@
+"""The label taxonomy: the only place in dermalens where diagnoses are listed.
+
+Everything else (readers, training heads, the model artifact, the predictor, the
+server and its translations) reads `DX_CODES`, `MALIGNANT` and `normalize_label`
+from here. A model artifact stores the class order it was trained with, so a
+served model never depends on this module's order staying the same; but new
+models are always built in this order.
+
+Why aliases: public skin-lesion data arrives with many spellings of the same
+diagnosis (ISIC one-hot headers ``MEL``/``NV``, clinic folders ``MM``/``SK``,
+binary folders ``benign``/``malignant``). Normalising them in one function keeps
+readers from each inventing their own mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One diagnostic class: its code, a readable name, and whether it is malignant."""
+
+    code: str
+    name: str
+    malignant: bool
+
+
+# HAM10000's seven classes, in the alphabetical order of their codes (the order
+# HAM10000/ISIC 2018 tooling uses), then ISIC 2019's extra classes.
+_HAM: Final = (
+    Diagnosis("akiec", "Actinic keratosis / Bowen's disease (intraepithelial carcinoma)", True),
+    Diagnosis("bcc", "Basal cell carcinoma", True),
+    Diagnosis("bkl", "Benign keratosis-like lesion (solar lentigo, seborrheic keratosis, LPLK)", False),
+    Diagnosis("df", "Dermatofibroma", False),
+    Diagnosis("mel", "Melanoma", True),
+    Diagnosis("nv", "Melanocytic nevus", False),
+    Diagnosis("vasc", "Vascular lesion", False),
+)
+_ISIC2019_EXTRA: Final = (
+    Diagnosis("scc", "Squamous cell carcinoma", True),
+    Diagnosis("unk", "Unknown / none of the others", False),
+)
+
+DIAGNOSES: Final[dict[str, Diagnosis]] = {d.code: d for d in (*_HAM, *_ISIC2019_EXTRA)}
+#: The 7 HAM10000 classes: the default output order of every 7-class model.
+DX_CODES: Final[tuple[str, ...]] = tuple(d.code for d in _HAM)
+#: Every diagnosis code a reader accepts (HAM10000 + ISIC 2019's scc and unk).
+ALL_CODES: Final[tuple[str, ...]] = tuple(DIAGNOSES)
+#: Malignant codes among all known diagnoses.
+MALIGNANT: Final[frozenset[str]] = frozenset(d.code for d in DIAGNOSES.values() if d.malignant)
+
+BENIGN: Final = "benign"
+MALIGNANT_LABEL: Final = "malignant"
+#: Binary-only labels, for data that says only benign/malignant.
+BINARY_LABELS: Final[tuple[str, str]] = (BENIGN, MALIGNANT_LABEL)
+
+_ALIASES: Final[dict[str, str]] = {
+    # melanoma
+    "mel": "mel", "mm": "mel", "melanoma": "mel", "malignant melanoma": "mel",
+    # nevus
+    "nv": "nv", "nevus": "nv", "naevus": "nv", "nevi": "nv", "common nevus": "nv",
+    "atypical nevus": "nv", "melanocytic nevus": "nv", "melanocytic nevi": "nv",
+    # basal cell carcinoma
+    "bcc": "bcc", "basal cell carcinoma": "bcc",
+    # actinic keratosis / Bowen's disease
+    "ak": "akiec", "akiec": "akiec", "actinic keratosis": "akiec", "actinic keratoses": "akiec",
+    "bowen": "akiec", "bowen's disease": "akiec", "bowens": "akiec", "bowen病": "akiec",
+    # benign keratosis
+    "sk": "bkl", "bkl": "bkl", "seborrheic keratosis": "bkl", "seborrhoeic keratosis": "bkl",
+    "benign keratosis": "bkl", "solar lentigo": "bkl",
+    # others
+    "df": "df", "dermatofibroma": "df",
+    "vasc": "vasc", "vascular": "vasc", "vascular lesion": "vasc",
+    "scc": "scc", "squamous cell carcinoma": "scc",
+    "unk": "unk", "unknown": "unk",
+    # binary-only labels
+    "benign": BENIGN, "0": BENIGN, "malignant": MALIGNANT_LABEL, "1": MALIGNANT_LABEL,
+}
+
+
+class UnknownLabelError(ValueError):
+    """A label that the taxonomy does not know."""
+
+
+def valid_labels() -> list[str]:
+    """Every spelling `normalize_label` accepts (for error messages and docs)."""
+    return sorted(_ALIASES)
+
+
+def normalize_label(label: object) -> str:
+    """Map any known spelling of a label to its dx code, or to 'benign'/'malignant'.
+
+    Matching ignores case, surrounding space, and ``_``/``-`` used as spaces.
+
+    >>> normalize_label("MM"), normalize_label("Seborrheic_Keratosis"), normalize_label(1)
+    ('mel', 'bkl', 'malignant')
+    """
+    text = str(label).strip().lower().replace("_", " ").replace("-", " ")
+    text = " ".join(text.split())
+    if text.endswith(".0") and text[:-2].isdigit():  # "1.0" from a float column
+        text = text[:-2]
+    try:
+        return _ALIASES[text]
+    except KeyError:
+        raise UnknownLabelError(
+            f"unknown label {label!r}; valid labels (case-insensitive): {', '.join(valid_labels())}"
+        ) from None
+
+
+def is_malignant(label: str) -> bool:
+    """True for a malignant dx code or the binary label 'malignant'."""
+    code = normalize_label(label)
+    return code == MALIGNANT_LABEL or code in MALIGNANT
+
+
+def binary_label(label: str) -> str:
+    """'benign' or 'malignant' for any known label."""
+    return MALIGNANT_LABEL if is_malignant(label) else BENIGN
+
+
+def is_dx_code(label: str) -> bool:
+    """True when the label names a diagnosis (not only benign/malignant)."""
+    return label in DIAGNOSES

@@ -1,0 +1,85 @@
+"""Shared fixtures: generated images, a tiny real artifact (ONNX + weights), the HAM10000 location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermalens.inference.preprocess import Preprocessing
+from dermalens.models.artifact import ArtifactMeta
+from dermalens.taxonomy import DX_CODES, MALIGNANT
+
+HAM_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ham10000"
+
+
+def ham_root() -> Path | None:
+    """The HAM10000 folder ($DERMALENS_DATA or ../shared/data/ham10000), or None."""
+    root = Path(os.environ.get("DERMALENS_DATA", HAM_DEFAULT))
+    return root if (root / "HAM10000_metadata.csv").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def ham10000() -> Path:
+    root = ham_root()
+    if root is None:
+        pytest.skip(
+            "HAM10000 not found: put HAM10000_metadata.csv and the images under ../shared/data/ham10000 "
+            "(beside the repository) or set DERMALENS_DATA"
+        )
+    return root
+
+
+def lesion_like(seed: int, size: tuple[int, int] = (120, 90)) -> np.ndarray:
+    """A synthetic 'lesion': a dark blob on skin-coloured background, with noise (H×W×3 uint8)."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    cy, cx = height / 2 + rng.normal(0, 5), width / 2 + rng.normal(0, 5)
+    radius = rng.uniform(0.2, 0.35) * min(width, height)
+    blob = np.exp(-(((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2)))
+    skin = np.array([205, 150, 130]) + rng.normal(0, 8, 3)
+    lesion = np.array([90, 55, 40]) + rng.normal(0, 8, 3)
+    image = skin * (1 - blob[..., None]) + lesion * blob[..., None] + rng.normal(0, 6, (height, width, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def save_image(path: Path, array: np.ndarray, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real artifact: EfficientNet-Lite0 (ImageNet backbone, random 7-class head) at 64×48,
+    exported to ONNX, with an OOD gate fitted on synthetic lesions."""
+    import torch
+
+    from dermalens.inference.ood import fit_gate
+    from dermalens.inference.preprocess import prepare
+    from dermalens.models.build import save_artifact
+    from dermalens.models.factory import create_model
+    from dermalens.models.heads import forward_all
+
+    torch.manual_seed(0)
+    spec = Preprocessing(input_size=(64, 48))
+    model = create_model("tf_efficientnet_lite0", num_classes=len(DX_CODES)).eval()
+    batch = torch.from_numpy(np.stack([prepare(lesion_like(s), spec) for s in range(48)]))
+    with torch.no_grad():
+        features = forward_all(model, batch)["features"].numpy()
+    gate = fit_gate(features[:32], np.arange(32) % 2, features[32:], quantile=1.0)
+    gate.threshold *= 1.5  # generous: synthetic lesions vary more than 16 validation samples show
+    meta = ArtifactMeta(
+        name="tiny-test",
+        architecture="tf_efficientnet_lite0",
+        classes=list(DX_CODES),
+        malignant=sorted(MALIGNANT & set(DX_CODES)),
+        preprocessing=spec,
+        temperature=1.5,
+        threshold=0.3,
+    )
+    return save_artifact(model, tmp_path_factory.mktemp("artifact") / "tiny", meta, gate)
