@@ -58,25 +58,53 @@ BINARY_LABELS: Final[tuple[str, str]] = (BENIGN, MALIGNANT_LABEL)
 
 _ALIASES: Final[dict[str, str]] = {
     # melanoma
-    "mel": "mel", "mm": "mel", "melanoma": "mel", "malignant melanoma": "mel",
+    "mel": "mel",
+    "mm": "mel",
+    "melanoma": "mel",
+    "malignant melanoma": "mel",
     # nevus
-    "nv": "nv", "nevus": "nv", "naevus": "nv", "nevi": "nv", "common nevus": "nv",
-    "atypical nevus": "nv", "melanocytic nevus": "nv", "melanocytic nevi": "nv",
+    "nv": "nv",
+    "nevus": "nv",
+    "naevus": "nv",
+    "nevi": "nv",
+    "common nevus": "nv",
+    "atypical nevus": "nv",
+    "melanocytic nevus": "nv",
+    "melanocytic nevi": "nv",
     # basal cell carcinoma
-    "bcc": "bcc", "basal cell carcinoma": "bcc",
+    "bcc": "bcc",
+    "basal cell carcinoma": "bcc",
     # actinic keratosis / Bowen's disease
-    "ak": "akiec", "akiec": "akiec", "actinic keratosis": "akiec", "actinic keratoses": "akiec",
-    "bowen": "akiec", "bowen's disease": "akiec", "bowens": "akiec", "bowen病": "akiec",
+    "ak": "akiec",
+    "akiec": "akiec",
+    "actinic keratosis": "akiec",
+    "actinic keratoses": "akiec",
+    "bowen": "akiec",
+    "bowen's disease": "akiec",
+    "bowens": "akiec",
+    "bowen病": "akiec",
     # benign keratosis
-    "sk": "bkl", "bkl": "bkl", "seborrheic keratosis": "bkl", "seborrhoeic keratosis": "bkl",
-    "benign keratosis": "bkl", "solar lentigo": "bkl",
+    "sk": "bkl",
+    "bkl": "bkl",
+    "seborrheic keratosis": "bkl",
+    "seborrhoeic keratosis": "bkl",
+    "benign keratosis": "bkl",
+    "solar lentigo": "bkl",
     # others
-    "df": "df", "dermatofibroma": "df",
-    "vasc": "vasc", "vascular": "vasc", "vascular lesion": "vasc",
-    "scc": "scc", "squamous cell carcinoma": "scc",
-    "unk": "unk", "unknown": "unk",
+    "df": "df",
+    "dermatofibroma": "df",
+    "vasc": "vasc",
+    "vascular": "vasc",
+    "vascular lesion": "vasc",
+    "scc": "scc",
+    "squamous cell carcinoma": "scc",
+    "unk": "unk",
+    "unknown": "unk",
     # binary-only labels
-    "benign": BENIGN, "0": BENIGN, "malignant": MALIGNANT_LABEL, "1": MALIGNANT_LABEL,
+    "benign": BENIGN,
+    "0": BENIGN,
+    "malignant": MALIGNANT_LABEL,
+    "1": MALIGNANT_LABEL,
 }
 
 
@@ -123,3 +151,31 @@ def binary_label(label: str) -> str:
 def is_dx_code(label: str) -> bool:
     """True when the label names a diagnosis (not only benign/malignant)."""
     return label in DIAGNOSES
+
+
+def label_from_filename(filename: str) -> str | None:
+    """The label a file name carries, e.g. ``sample_3_malignant_mel.jpg`` → ``mel``; None if none.
+
+    Tokens are split on ``_``, ``-``, ``.`` and spaces; groups of up to three tokens are
+    tried so ``basal_cell_carcinoma`` works. A diagnosis wins over a benign/malignant
+    word; two different diagnoses, or only bare numbers, give None (``img_1.jpg`` is not
+    "malignant").
+    """
+    import re
+    from pathlib import PurePosixPath
+
+    stem = PurePosixPath(filename.replace("\\", "/")).name
+    stem = re.sub(r"\.[A-Za-z0-9]{2,5}$", "", stem)
+    tokens = [t for t in re.split(r"[\s_.\-]+", stem.lower()) if t and not t.isdigit()]
+    found_dx: set[str] = set()
+    found_binary: set[str] = set()
+    for size in (3, 2, 1):
+        for start in range(len(tokens) - size + 1):
+            try:
+                code = normalize_label(" ".join(tokens[start : start + size]))
+            except UnknownLabelError:
+                continue
+            (found_binary if code in BINARY_LABELS else found_dx).add(code)
+    if found_dx:
+        return found_dx.pop() if len(found_dx) == 1 else None
+    return found_binary.pop() if len(found_binary) == 1 else None

@@ -60,9 +60,11 @@ def run_split(args: argparse.Namespace) -> int:
     from dermalens.data.splits import kfold_dataset, split_dataset
 
     dataset = load_dataset(args.path, args.format, strict=args.strict, progress=True)
-    links = [] if args.no_dedup else find_duplicates(
-        {r.image_id: r.path for r in dataset.records}, progress=True
-    ).links()
+    links = (
+        []
+        if args.no_dedup
+        else find_duplicates({r.image_id: r.path for r in dataset.records}, progress=True).links()
+    )
     if args.kfold:
         split = kfold_dataset(dataset, k=args.kfold, seed=args.seed, linked_pairs=links)
     else:
@@ -91,7 +93,9 @@ def run_duplicates(args: argparse.Namespace) -> int:
     print(f"{len(report.exact())} exact and {len(report.near())} near-duplicate pairs")
     for row in rows:
         if not row["same_group"]:
-            print(f"  {row['kind']:<5} {row['a']} ~ {row['b']} (distance {row['distance']}, DIFFERENT groups)")
+            print(
+                f"  {row['kind']:<5} {row['a']} ~ {row['b']} (distance {row['distance']}, DIFFERENT groups)"
+            )
     if args.split:
         print(f"{len(crossing)} pairs cross splits of {args.split}")
     return 0

@@ -239,7 +239,9 @@ FORMAT_HELP = (
 )
 
 
-def check_images(paths: Iterable[tuple[str, Path]], progress: bool = False) -> tuple[set[str], list[tuple[str, str]]]:
+def check_images(
+    paths: Iterable[tuple[str, Path]], progress: bool = False
+) -> tuple[set[str], list[tuple[str, str]]]:
     """Decode every image cheaply (JPEG draft mode); return readable ids and (id, reason) failures."""
     from tqdm import tqdm
 

@@ -81,7 +81,7 @@ class Split:
             "groups": self.groups,
         }
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(payload, indent=1, sort_keys=True))
+        Path(path).write_text(json.dumps(payload, sort_keys=True, separators=(",", ":")) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
@@ -122,7 +122,9 @@ def split_dataset(
             continue
         n_splits = max(2, round(1 / fraction))
         sub = [records[i] for i in remaining]
-        folds = _stratified_group_folds([r.label for r in sub], [groups[r.image_id] for r in sub], n_splits, seed)
+        folds = _stratified_group_folds(
+            [r.label for r in sub], [groups[r.image_id] for r in sub], n_splits, seed
+        )
         chosen = {remaining[i] for i in folds[0]}
         for i in chosen:
             assignments[records[i].image_id] = name
@@ -132,11 +134,15 @@ def split_dataset(
     return split
 
 
-def kfold_dataset(dataset: Dataset, *, k: int = 5, seed: int = 0, linked_pairs: Iterable[tuple[str, str]] = ()) -> Split:
+def kfold_dataset(
+    dataset: Dataset, *, k: int = 5, seed: int = 0, linked_pairs: Iterable[tuple[str, str]] = ()
+) -> Split:
     """k grouped, stratified folds named ``fold0`` … ``fold{k-1}``."""
     records = dataset.records
     groups = merged_groups(records, linked_pairs)
-    folds = _stratified_group_folds([r.label for r in records], [groups[r.image_id] for r in records], k, seed)
+    folds = _stratified_group_folds(
+        [r.label for r in records], [groups[r.image_id] for r in records], k, seed
+    )
     assignments = {records[i].image_id: f"fold{f}" for f, fold in enumerate(folds) for i in fold}
     split = Split(assignments, seed, {"k": float(k)}, groups)
     split.check_no_leak()

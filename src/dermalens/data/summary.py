@@ -79,7 +79,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("image sizes: " + ", ".join(f"{s} ({n})" for s, n in sizes))
     age = summary["metadata"]["age"]
     if age["known"]:
-        lines.append(f"age: {age['known']} known (mean {age['mean']}, {age['min']}–{age['max']}), {age['unknown']} unknown")
+        lines.append(
+            f"age: {age['known']} known (mean {age['mean']}, {age['min']}–{age['max']}), {age['unknown']} unknown"
+        )
     lines.append("sex: " + ", ".join(f"{k} {v}" for k, v in summary["metadata"]["sex"].items()))
     return "\n".join(lines)
 
@@ -96,7 +98,9 @@ def _bar(ax: Any, counts: dict[str, int], title: str) -> None:
     ax.tick_params(axis="x", rotation=45)
 
 
-def write_eda_report(dataset: Dataset, summary: dict[str, Any], out_dir: str | Path, samples: int = 6) -> Path:
+def write_eda_report(
+    dataset: Dataset, summary: dict[str, Any], out_dir: str | Path, samples: int = 6
+) -> Path:
     """Write ``out_dir/eda.html`` (plots embedded as PNG, also saved beside it) and return its path."""
     import matplotlib
 
@@ -130,8 +134,17 @@ def write_eda_report(dataset: Dataset, summary: dict[str, Any], out_dir: str | P
     for key, attribute in (("sex", "sex"), ("site", "site")):
         values = sorted({getattr(r, attribute) or "unknown" for r in dataset.records})
         table = np.array(
-            [[sum(1 for r in dataset.records if r.label == lab and (getattr(r, attribute) or "unknown") == v)
-              for v in values] for lab in labels]
+            [
+                [
+                    sum(
+                        1
+                        for r in dataset.records
+                        if r.label == lab and (getattr(r, attribute) or "unknown") == v
+                    )
+                    for v in values
+                ]
+                for lab in labels
+            ]
         )
         fig, ax = plt.subplots(figsize=(max(6, len(values) * 0.6), 3.5))
         bottom = np.zeros(len(labels))
@@ -173,9 +186,7 @@ def write_eda_report(dataset: Dataset, summary: dict[str, Any], out_dir: str | P
 
 
 def _eda_html(summary: dict[str, Any], figures: dict[str, str]) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in summary["counts"].items()
-    )
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in summary["counts"].items())
     images = "".join(
         f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)} plot" src="data:image/png;base64,{data}">'
         for name, data in figures.items()

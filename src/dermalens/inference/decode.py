@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: Largest image accepted, in pixels (a 12,000 × 8,000 photo); larger is refused, not decoded.
 MAX_PIXELS = 100_000_000
 #: Formats PIL may open; anything else (PDF, PSD, EPS...) is refused by content, not name.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "MPO")
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")  # MPO opens through JPEG
 ACCEPTED_HELP = "JPEG, PNG, BMP, TIFF, WebP or GIF images"
 
 ImageInput = str | os.PathLike[str] | bytes | Image.Image | np.ndarray[Any, Any]
@@ -63,7 +63,9 @@ def _open(source: str | os.PathLike[str] | bytes) -> Image.Image:
             "too_large",
         )
     if image.width < 8 or image.height < 8:
-        raise ImageDecodeError(f"image is {image.width}×{image.height} pixels; at least 8×8 needed", "corrupt")
+        raise ImageDecodeError(
+            f"image is {image.width}×{image.height} pixels; at least 8×8 needed", "corrupt"
+        )
     return image
 
 
@@ -132,7 +134,7 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
         array = np.repeat(array, 3, axis=2)
     if array.shape[2] == 4:
         alpha = array[:, :, 3:4].astype(np.float32) / (65535.0 if array.dtype == np.uint16 else 255.0)
-        array = (array[:, :, :3] * alpha + (1 - alpha) * (65535 if array.dtype == np.uint16 else 255))
+        array = array[:, :, :3] * alpha + (1 - alpha) * (65535 if array.dtype == np.uint16 else 255)
     if array.dtype == np.uint16 or (array.dtype != np.uint8 and array.max() > 255):
         array = array / 257.0
     elif array.dtype.kind == "f" and array.max() <= 1.0:

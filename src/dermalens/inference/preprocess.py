@@ -22,7 +22,7 @@ class Preprocessing:
     """How raw images become model input; stored in (and read from) the model artifact."""
 
     #: (width, height). HAM10000 images are 4:3; a 4:3 input keeps the whole field of view.
-    input_size: tuple[int, int] = (192, 144)
+    input_size: tuple[int, int] = (224, 168)
     #: efficientnet-lite weights were trained with mean = std = 0.5.
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -76,16 +76,24 @@ def shades_of_gray(rgb: np.ndarray, power: float = 6.0) -> np.ndarray:
     return np.clip(balanced, 0, 255).astype(np.uint8)
 
 
-def canonical(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
-    """Crop, resize and colour-correct a decoded image to the model's input size (uint8 H×W×3)."""
+def resize_to_input(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """Crop to the input's aspect ratio (per `spec.resize`) and resize to the input size."""
     width, height = spec.input_size
     if spec.resize == "crop_to_aspect":
         rgb = crop_to_aspect(rgb, width / height)
     if rgb.shape[:2] != (height, width):
         rgb = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
-    if spec.color_constancy == "shades_of_gray":
-        rgb = shades_of_gray(rgb, spec.sog_power)
     return rgb
+
+
+def color_correct(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """Apply the artifact's colour constancy (training applies colour augmentation before this)."""
+    return shades_of_gray(rgb, spec.sog_power) if spec.color_constancy == "shades_of_gray" else rgb
+
+
+def canonical(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """Crop, resize and colour-correct a decoded image to the model's input size (uint8 H×W×3)."""
+    return color_correct(resize_to_input(rgb, spec), spec)
 
 
 def normalize(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:

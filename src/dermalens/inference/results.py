@@ -57,3 +57,14 @@ class PredictionError:
     source: str
     error: str
     kind: str = "corrupt"
+
+
+def correctness(label: str | None, prediction: Prediction) -> tuple[bool | None, bool | None]:
+    """(decision matches the label's benign/malignant class, diagnosis matches a dx label)."""
+    from dermalens.taxonomy import DIAGNOSES, binary_label
+
+    if label is None:
+        return None, None
+    correct = prediction.decision == binary_label(label)
+    correct_dx = prediction.prediction == label if label in DIAGNOSES else None
+    return correct, correct_dx

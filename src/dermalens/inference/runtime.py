@@ -60,12 +60,20 @@ class TorchRuntime:
         from dermalens.models.heads import forward_all
 
         with self.torch.inference_mode():
-            out = forward_all(self.model, self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+            out = forward_all(
+                self.model, self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            )
         return {k: v.float().numpy() for k, v in out.items()}
 
 
-def create_runtime(folder: Path, meta: ArtifactMeta, runtime: str = "onnx", threads: int | None = None) -> Any:
+def create_runtime(
+    folder: Path, meta: ArtifactMeta, runtime: str = "onnx", threads: int | None = None
+) -> Any:
     """Open the artifact's network with the named runtime; errors list the valid names."""
+    if meta.architecture.startswith("baseline"):  # classical baseline: plain arrays, no network
+        from dermalens.evaluation.baseline import BaselineRuntime
+
+        return BaselineRuntime(folder, meta)
     if runtime == "onnx":
         if not (folder / ONNX_FILE).is_file():
             raise ArtifactError(f"{folder}: no {ONNX_FILE}; export one with `dermalens export --format onnx`")

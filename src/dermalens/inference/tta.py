@@ -11,7 +11,14 @@ import numpy as np
 
 #: (rotations by 90°, horizontal flip) in the order used for a given count.
 TRANSFORMS: tuple[tuple[int, bool], ...] = (
-    (0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True),
+    (0, False),
+    (0, True),
+    (2, False),
+    (2, True),
+    (1, False),
+    (1, True),
+    (3, False),
+    (3, True),
 )
 
 

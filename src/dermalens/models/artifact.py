@@ -29,6 +29,7 @@ META_FILE = "artifact.json"
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.pt"
 OOD_FILE = "ood.npz"
+BASELINE_FILE = "baseline.npz"
 
 #: The bundled default model, shipped inside the repository.
 BUNDLED_DIR = Path(__file__).resolve().parents[3] / "models" / "default"
@@ -90,7 +91,12 @@ class ArtifactMeta:
     @property
     def model_id(self) -> str:
         """Short id for logs: name, version and the first hash characters of the ONNX file."""
-        digest = self.files.get(ONNX_FILE) or self.files.get(WEIGHTS_FILE) or "unhashed"
+        digest = (
+            self.files.get(ONNX_FILE)
+            or self.files.get(WEIGHTS_FILE)
+            or self.files.get(BASELINE_FILE)
+            or "unhashed"
+        )
         return f"{self.name}-{self.version}-{digest[:8]}"
 
 
@@ -115,7 +121,9 @@ def resolve(path: str | os.PathLike[str] | None) -> Path:
     return folder
 
 
-def load_meta(path: str | os.PathLike[str] | None = None, *, verify: bool = True) -> tuple[Path, ArtifactMeta]:
+def load_meta(
+    path: str | os.PathLike[str] | None = None, *, verify: bool = True
+) -> tuple[Path, ArtifactMeta]:
     """Read and check an artifact's metadata; with `verify`, check every listed file's SHA-256."""
     folder = resolve(path)
     try:
@@ -140,7 +148,7 @@ def write_meta(folder: Path, meta: ArtifactMeta) -> Path:
     """Hash every artifact file present in `folder` and write `artifact.json`."""
     meta.files = {
         name: sha256_file(folder / name)
-        for name in (ONNX_FILE, WEIGHTS_FILE, OOD_FILE)
+        for name in (ONNX_FILE, WEIGHTS_FILE, OOD_FILE, BASELINE_FILE)
         if (folder / name).is_file()
     }
     path = folder / META_FILE

@@ -9,11 +9,13 @@ import torch
 from torch import nn
 
 from dermalens.inference.ood import OodGate
-from dermalens.models.artifact import OOD_FILE, ONNX_FILE, WEIGHTS_FILE, ArtifactMeta, write_meta
+from dermalens.models.artifact import ONNX_FILE, OOD_FILE, WEIGHTS_FILE, ArtifactMeta, write_meta
 from dermalens.models.export import export_onnx
 
 
-def save_artifact(model: nn.Module, folder: str | Path, meta: ArtifactMeta, gate: OodGate | None = None) -> Path:
+def save_artifact(
+    model: nn.Module, folder: str | Path, meta: ArtifactMeta, gate: OodGate | None = None
+) -> Path:
     """Write weights.pt, model.onnx, ood.npz (if `gate`) and artifact.json (with hashes) into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -31,4 +33,6 @@ def save_artifact(model: nn.Module, folder: str | Path, meta: ArtifactMeta, gate
 def random_gate(dim: int, n_classes: int, seed: int = 0) -> OodGate:
     """A gate with unit covariance around random means (tests and untrained smoke artifacts only)."""
     rng = np.random.default_rng(seed)
-    return OodGate(rng.normal(size=(n_classes, dim)).astype(np.float32), np.eye(dim, dtype=np.float32), float(dim) * 4)
+    return OodGate(
+        rng.normal(size=(n_classes, dim)).astype(np.float32), np.eye(dim, dtype=np.float32), float(dim) * 4
+    )

@@ -29,8 +29,14 @@ def export_onnx(model: nn.Module, out: Path, input_size: tuple[int, int], opset:
     dynamic.update({name: {0: "batch"} for name in OUTPUT_NAMES})
     with torch.no_grad():
         torch.onnx.export(
-            wrapper, (example,), str(out), input_names=["image"], output_names=OUTPUT_NAMES,
-            dynamic_axes=dynamic, opset_version=opset, dynamo=False,
+            wrapper,
+            (example,),
+            str(out),
+            input_names=["image"],
+            output_names=OUTPUT_NAMES,
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
         )
     return out
 

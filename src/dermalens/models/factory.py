@@ -58,7 +58,22 @@ def create_model(
         model.load_state_dict(state, strict=False)
     elif pretrained:
         load_imagenet_weights(model, name)
+    if checkpoint is None:
+        reset_head(model)
     return model
+
+
+def reset_head(model: nn.Module) -> None:
+    """Small-normal init of a fresh classifier.
+
+    Why: timm's EfficientNet init draws U(±1/√fan_out); with 7 outputs that is ±0.38, which on
+    1280 ImageNet features gives logits of ±15 and an initial loss of ~7 instead of ln 7 ≈ 1.9,
+    and fine-tuning then spends epochs undoing it.
+    """
+    head = model.get_classifier()  # type: ignore[operator]
+    if isinstance(head, nn.Linear):
+        nn.init.normal_(head.weight, std=0.01)
+        nn.init.zeros_(head.bias)
 
 
 def build_from_meta(meta: object, weights: Path) -> nn.Module:

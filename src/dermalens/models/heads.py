@@ -25,7 +25,9 @@ def has_linear_cam(model: nn.Module) -> bool:
     pool_type = getattr(getattr(model, "global_pool", None), "pool_type", "")
     classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
     return (
-        type(model).__name__ in LINEAR_CAM_FAMILIES and isinstance(classifier, nn.Linear) and pool_type == "avg"
+        type(model).__name__ in LINEAR_CAM_FAMILIES
+        and isinstance(classifier, nn.Linear)
+        and pool_type == "avg"
     )
 
 

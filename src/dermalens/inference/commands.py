@@ -1,0 +1,144 @@
+"""`dermalens predict PATH...` and `dermalens export`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from dermalens.data.records import IMAGE_SUFFIXES
+from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError, correctness
+from dermalens.taxonomy import label_from_filename
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    predict = sub.add_parser("predict", help="predict images or folders (recursive); table, CSV, heatmaps")
+    predict.add_argument("paths", nargs="+", type=Path, help="image files or folders")
+    predict.add_argument("--model", action="append", help="artifact folder (repeat for an ensemble); default: bundled")
+    predict.add_argument("--csv", type=Path, help="write results as CSV (UTF-8 with BOM, opens in Excel)")
+    predict.add_argument("--tta", type=int, default=1, help="test-time augmentation views, 1-8 (default 1)")
+    predict.add_argument("--heatmaps", type=Path, help="write a heatmap overlay PNG per image into this folder")
+    predict.add_argument("--threshold", type=float, help="operating threshold on p_malignant (default: the model's)")
+    predict.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    predict.add_argument("--batch", type=int, default=32, help="images per inference batch")
+    predict.add_argument("--quiet", action="store_true", help="no table, no progress bar")
+    predict.set_defaults(func=run_predict)
+
+    export = sub.add_parser("export", help="export an artifact's network to ONNX or TorchScript")
+    export.add_argument("--model", help="artifact folder (default: bundled)")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(func=run_export)
+
+
+def iter_images(paths: list[Path]) -> Iterator[Path]:
+    """Files as given, and every image below each folder (sorted); a missing path is yielded too
+    so that it is reported, not silently skipped."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            yield path
+
+
+def _row(path: Path, result: Prediction | PredictionError, classes: list[str]) -> dict[str, object]:
+    truth = label_from_filename(path.name)
+    if isinstance(result, PredictionError):
+        return {"file": str(path), "error": result.error, "true_label": truth or ""}
+    correct, _ = correctness(truth, result)
+    row: dict[str, object] = {
+        "file": str(path),
+        "prediction": result.prediction,
+        "p_malignant": f"{result.p_malignant:.4f}",
+        "decision": result.decision,
+        **{f"p_{c}": f"{result.probabilities[c]:.4f}" for c in classes},
+        "ood": result.ood,
+        "ood_score": f"{result.ood_score:.3f}",
+        "true_label": truth or "",
+        "correct": "" if correct is None else correct,
+        "error": "",
+    }
+    return row
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dermalens.inference.predictor import Classifier
+
+    clf = Classifier.load(args.model, runtime=args.runtime, tta=args.tta)
+    files = list(iter_images(args.paths))
+    if not files:
+        print("no images found (accepted: " + ", ".join(IMAGE_SUFFIXES) + ")", file=sys.stderr)
+        return 2
+    rows: list[dict[str, object]] = []
+    want_maps = args.heatmaps is not None
+    for start in tqdm(range(0, len(files), args.batch), unit="batch", disable=args.quiet, desc="predicting"):
+        chunk = files[start : start + args.batch]
+        results = clf.predict(list(chunk), heatmap=want_maps, threshold=args.threshold, keep_image=want_maps)
+        for path, result in zip(chunk, results, strict=True):
+            rows.append(_row(path, result, clf.classes))
+            if want_maps and isinstance(result, Prediction):
+                from dermalens.inference.overlay import save_overlay
+
+                save_overlay(result, args.heatmaps / f"{path.stem}_heatmap.png")
+    if not args.quiet:
+        _print_table(rows)
+    _print_summary(rows, clf.threshold if args.threshold is None else args.threshold)
+    if args.csv:
+        _write_csv(args.csv, rows, clf.classes)
+        print(f"CSV: {args.csv}")
+    print(DISCLAIMER)
+    return 0
+
+
+def _print_table(rows: list[dict[str, object]]) -> None:
+    print(f"{'file':<40} {'prediction':<10} {'p_malig':>7}  {'decision':<9} {'ood':<4} truth")
+    for row in rows:
+        name = Path(str(row["file"])).name[:40]
+        if row.get("error"):
+            print(f"{name:<40} ERROR: {row['error']}")
+            continue
+        mark = {True: "✓", False: "✗"}.get(row["correct"], "")  # type: ignore[call-overload]
+        ood = "OOD" if row["ood"] else ""
+        print(
+            f"{name:<40} {row['prediction']!s:<10} {row['p_malignant']!s:>7}  {row['decision']!s:<9} {ood:<4} "
+            f"{row['true_label']} {mark}"
+        )
+
+
+def _print_summary(rows: list[dict[str, object]], threshold: float) -> None:
+    ok = [r for r in rows if not r.get("error")]
+    errors = len(rows) - len(ok)
+    malignant = sum(r["decision"] == "malignant" for r in ok)
+    ood = sum(bool(r["ood"]) for r in ok)
+    print(f"\n{len(ok)} images predicted, {errors} unreadable; {malignant} malignant at threshold {threshold:.3f}; "
+          f"{ood} flagged as not dermoscopy")
+    judged = [r for r in ok if r["correct"] != ""]
+    if judged:
+        right = sum(r["correct"] is True for r in judged)
+        print(f"accuracy (benign/malignant) on {len(judged)} labelled file names: {right / len(judged):.3f}")
+
+
+def _write_csv(path: Path, rows: list[dict[str, object]], classes: list[str]) -> None:
+    fields = ["file", "prediction", "p_malignant", "decision", *[f"p_{c}" for c in classes], "ood", "ood_score",
+              "true_label", "correct", "error"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8-sig") as handle:  # BOM: Excel reads UTF-8
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from dermalens.models.artifact import WEIGHTS_FILE, load_meta
+    from dermalens.models.export import export
+    from dermalens.models.factory import build_from_meta
+
+    folder, meta = load_meta(args.model)
+    model = build_from_meta(meta, folder / WEIGHTS_FILE)
+    out = export(model, args.out, args.format, meta.preprocessing.input_size)
+    print(f"exported {meta.name} ({meta.architecture}) to {out} [{args.format}]")
+    return 0

@@ -1,0 +1,137 @@
+"""Inference off the event loop, with concurrent requests merged into shared batches.
+
+Why batch across requests: under load, many clients each send one image; the network
+runs a batch of 16 images markedly faster per image than 16 single runs, and a fixed
+number of workers keeps ONNX Runtime from oversubscribing the CPU cores. A batch never
+waits for more work: a worker takes whatever is queued when it becomes free, so a lone
+request is not delayed. Only requests with the same options share a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio.to_thread
+
+from dermalens.inference.predictor import Classifier
+from dermalens.inference.results import Prediction, PredictionError
+
+Result = Prediction | PredictionError
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Prediction options of one request; requests with equal options can share a batch."""
+
+    tta: int
+    heatmap: bool
+    threshold: float | None
+
+
+@dataclass
+class _Job:
+    images: Sequence[bytes]
+    options: Options
+    future: asyncio.Future[list[Result]] = field(repr=False)
+
+
+class InferenceService:
+    """`await service.predict(images, options)`; results in input order, errors kept in place."""
+
+    def __init__(self, classifier: Classifier, max_batch: int = 16, workers: int = 1) -> None:
+        self.classifier = classifier
+        self.max_batch = max_batch
+        self.workers = workers
+        self._queue: list[_Job] = []
+        self._ready: asyncio.Condition | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._ready = asyncio.Condition()
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"inference-{i}") for i in range(self.workers)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for job in self._queue:
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("server is shutting down"))
+        self._queue.clear()
+
+    async def predict(self, images: Sequence[bytes], options: Options) -> list[Result]:
+        if self._ready is None:
+            raise RuntimeError("InferenceService.start() was not awaited")
+        job = _Job(images, options, asyncio.get_running_loop().create_future())
+        async with self._ready:
+            self._queue.append(job)
+            self._ready.notify()
+        return await job.future
+
+    def _take_batch(self) -> list[_Job]:
+        """The oldest job plus later jobs with the same options, up to `max_batch` images."""
+        first = self._queue.pop(0)
+        batch, size = [first], len(first.images)
+        for job in list(self._queue):
+            if job.options == first.options and size + len(job.images) <= self.max_batch:
+                self._queue.remove(job)
+                batch.append(job)
+                size += len(job.images)
+        return [job for job in batch if not job.future.done()]  # drop cancelled requests
+
+    async def _worker(self) -> None:
+        assert self._ready is not None
+        while True:
+            async with self._ready:
+                await self._ready.wait_for(lambda: bool(self._queue))
+                batch = self._take_batch()
+            if batch:
+                await self._run(batch)
+
+    async def _run(self, batch: list[_Job]) -> None:
+        images = [image for job in batch for image in job.images]
+        options = batch[0].options
+        try:
+            results = await anyio.to_thread.run_sync(self._predict, images, options)
+        except Exception as err:  # a bug in inference: fail these requests, keep serving
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(err)
+            return
+        start = 0
+        for job in batch:
+            part = results[start : start + len(job.images)]
+            start += len(job.images)
+            if not job.future.done():
+                job.future.set_result(part)
+
+    def _predict(self, images: list[bytes], options: Options) -> list[Result]:
+        """The predictor's results. It reports unreadable images itself; should it raise instead
+        (a decoder bug on some odd file), the batch is redone image by image so that only the
+        image that breaks it fails, as unreadable, and requests sharing the batch still succeed."""
+        try:
+            return self._predict_batch(images, options)
+        except Exception:
+            log.exception("the predictor raised on a batch of %d image(s); retrying one by one", len(images))
+        results: list[Result] = []
+        for index, image in enumerate(images):
+            try:
+                results += self._predict_batch([image], options)
+            except Exception as err:
+                message = f"cannot read this image ({type(err).__name__}: {err})"
+                results.append(PredictionError(f"image {index}", message, "corrupt"))
+        return results
+
+    def _predict_batch(self, images: list[bytes], options: Options) -> list[Result]:
+        return self.classifier.predict(
+            list(images), heatmap=options.heatmap, threshold=options.threshold, tta=options.tta
+        )

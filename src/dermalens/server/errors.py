@@ -1,0 +1,152 @@
+"""Every error becomes a JSON ``{"detail": ...}`` answer with the right status; nothing becomes a bare 500.
+
+Why a body-size middleware of our own: the byte limit must hold before the multipart
+parser spools anything to disk, for chunked uploads too, and the 413 must reach the
+client. Closing the socket while a client is still sending makes it see a reset instead
+of the answer, so the rest of an oversized body is read and discarded (up to a bound).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+#: Bytes of an oversized body read and dropped so the client gets the 413; beyond, the socket closes.
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+class ApiError(StarletteHTTPException):
+    """An expected failure: status, a readable `detail`, and optional extra JSON fields."""
+
+    def __init__(self, status_code: int, detail: str, **extra: Any) -> None:
+        super().__init__(status_code=status_code, detail=detail)
+        self.extra = extra
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:g} MB"
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with 413 (Content-Length or counted while streaming)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def error(self) -> ApiError:
+        return ApiError(
+            413,
+            f"request body is larger than {_mb(self.max_bytes)}; send images of together at most "
+            f"{_mb(self.max_bytes)} (resize very large photos)",
+            max_bytes=self.max_bytes,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        chunked = any(name == b"transfer-encoding" for name, _ in scope.get("headers", []))
+        has_body = bool(declared) or (declared is None and chunked)  # a GET has none: nothing to drain
+        drainable = has_body and (declared is None or declared <= self.max_bytes + DRAIN_LIMIT)
+        received = 0
+        finished = False
+
+        async def drain() -> None:
+            """Read and drop the rest of the body (bounded), so an early answer is not lost to a reset."""
+            nonlocal received, finished
+            while drainable and not finished and received <= self.max_bytes + DRAIN_LIMIT:
+                message = await receive()
+                received += len(message.get("body", b""))
+                finished = message["type"] != "http.request" or not message.get("more_body", False)
+
+        async def limited_receive() -> Message:
+            nonlocal received, finished
+            if declared is not None and declared > self.max_bytes:
+                await drain()
+                raise self.error()
+            message = await receive()
+            received += len(message.get("body", b""))
+            finished = message["type"] != "http.request" or not message.get("more_body", False)
+            if received > self.max_bytes:
+                await drain()
+                raise self.error()
+            return message
+
+        started = False
+
+        async def draining_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                await drain()  # e.g. a 415 sent before the body was read
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, draining_send)
+        except ApiError as err:  # raised from receive outside FastAPI's handlers
+            if started:
+                raise
+            await _json(err.status_code, {"detail": err.detail, **err.extra})(scope, receive, draining_send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    extra = exc.extra if isinstance(exc, ApiError) else {}
+    detail = exc.detail
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no such resource: {request.url.path}; the API lives under /api/v1 (see /docs)"
+    elif exc.status_code == 405:
+        detail = f"method {request.method} is not allowed on {request.url.path}"
+    return _json(exc.status_code, {"detail": detail, **extra}, dict(exc.headers or {}))
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's parameter errors, as one readable sentence plus the structured list."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query")),
+            "message": e.get("msg"),
+        }
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    return _json(422, {"detail": detail, "errors": errors})
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback, answered as JSON without internals."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json(500, {"detail": "internal server error; the request was not processed"})
+
+
+def install(app: FastAPI, max_bytes: int) -> None:
+    """Register the handlers and the body limit on `app`."""
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)

@@ -1,0 +1,219 @@
+"""The prediction log: one SQLite row per predicted image (stdlib sqlite3).
+
+Why one connection behind a lock: SQLite allows one writer at a time anyway, and a
+single serialized connection cannot lose or interleave rows however many request
+threads write at once. Each request's rows are written in one transaction, so a
+request is logged completely or not at all. WAL mode lets other processes (a second
+server, the `sqlite3` shell) read while the server writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    created       TEXT    NOT NULL,  -- ISO 8601, UTC
+    request_id    TEXT    NOT NULL,
+    model_id      TEXT    NOT NULL,
+    model_version TEXT    NOT NULL,
+    filename      TEXT    NOT NULL,
+    sha256        TEXT    NOT NULL,
+    size_bytes    INTEGER NOT NULL,
+    width         INTEGER,
+    height        INTEGER,
+    prediction    TEXT    NOT NULL,
+    decision      TEXT    NOT NULL,
+    p_malignant   REAL    NOT NULL,
+    ood           INTEGER NOT NULL,
+    ood_score     REAL,
+    label         TEXT,
+    correct       INTEGER,
+    results       TEXT    NOT NULL,  -- the image's full JSON result (without heatmap)
+    image_path    TEXT
+);
+CREATE INDEX IF NOT EXISTS predictions_created ON predictions (created);
+CREATE INDEX IF NOT EXISTS predictions_request ON predictions (request_id);
+"""
+
+#: Columns a history view shows and exports, in order.
+COLUMNS = (
+    "id",
+    "created",
+    "request_id",
+    "model_id",
+    "model_version",
+    "filename",
+    "sha256",
+    "size_bytes",
+    "width",
+    "height",
+    "prediction",
+    "decision",
+    "p_malignant",
+    "ood",
+    "ood_score",
+    "label",
+    "correct",
+)
+
+
+@dataclass
+class LogRow:
+    """What is logged for one image."""
+
+    request_id: str
+    model_id: str
+    model_version: str
+    filename: str
+    sha256: str
+    size_bytes: int
+    width: int | None
+    height: int | None
+    prediction: str
+    decision: str
+    p_malignant: float
+    ood: bool
+    ood_score: float
+    label: str | None
+    correct: bool | None
+    results: dict[str, Any]
+    image_path: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """History query: free text (file name, diagnosis, label, request id), decision, OOD flag."""
+
+    q: str = ""
+    decision: str | None = None
+    ood: bool | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.q:
+            like = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append(
+                "("
+                + " OR ".join(
+                    f"{c} LIKE ? ESCAPE '\\'"
+                    for c in ("filename", "prediction", "label", "request_id", "sha256")
+                )
+                + ")"
+            )
+            params += [like] * 5
+        if self.decision:
+            clauses.append("decision = ?")
+            params.append(self.decision)
+        if self.ood is not None:
+            clauses.append("ood = ?")
+            params.append(int(self.ood))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+class PredictionLog:
+    """Thread-safe append-only log; `write` is transactional per call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def write(self, rows: Sequence[LogRow]) -> None:
+        """Append all `rows` in one transaction (all or none)."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        values = [
+            (
+                now,
+                r.request_id,
+                r.model_id,
+                r.model_version,
+                r.filename,
+                r.sha256,
+                r.size_bytes,
+                r.width,
+                r.height,
+                r.prediction,
+                r.decision,
+                r.p_malignant,
+                int(r.ood),
+                r.ood_score,
+                r.label,
+                None if r.correct is None else int(r.correct),
+                json.dumps(r.results),
+                r.image_path,
+            )
+            for r in rows
+        ]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO predictions (created, request_id, model_id, model_version, filename, sha256,"
+                    " size_bytes, width, height, prediction, decision, p_malignant, ood, ood_score, label,"
+                    " correct, results, image_path) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    values,
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def count(self, where: HistoryFilter | None = None) -> int:
+        clause, params = (where or HistoryFilter()).where()
+        with self._lock:
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM predictions{clause}", params).fetchone()[0])
+
+    def query(
+        self,
+        where: HistoryFilter | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first; each row as a dict of `COLUMNS` plus `image_stored`."""
+        clause, params = (where or HistoryFilter()).where()
+        if before_id is not None:
+            clause += (" AND " if clause else " WHERE ") + "id < ?"
+            params.append(before_id)
+        sql = (
+            f"SELECT {', '.join(COLUMNS)}, image_path IS NOT NULL AS image_stored FROM predictions{clause}"
+            " ORDER BY id DESC LIMIT ? OFFSET ?"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, [*params, -1 if limit is None else limit, offset]).fetchall()
+        return [_typed(dict(row)) for row in rows]
+
+    def iter_all(self, where: HistoryFilter | None = None, chunk: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every matching row, newest first, in chunks by id: rows logged meanwhile neither
+        shift nor repeat the export, and the lock is not held while the caller writes."""
+        before: int | None = None
+        while batch := self.query(where, chunk, 0, before):
+            yield from batch
+            before = batch[-1]["id"]
+
+
+def _typed(row: dict[str, Any]) -> dict[str, Any]:
+    row["ood"] = bool(row["ood"])
+    row["correct"] = None if row["correct"] is None else bool(row["correct"])
+    row["image_stored"] = bool(row["image_stored"])
+    return row

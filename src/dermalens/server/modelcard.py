@@ -1,0 +1,110 @@
+"""The model card, built from the artifact's metadata (never re-declared here).
+
+`metrics` is whatever training and evaluation stored (nested dicts); the About page
+shows its scalar figures as a table and any per-class table as bar charts, so a new
+metric appears without changing the server.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dermalens.inference.decode import ACCEPTED_HELP, MAX_PIXELS
+from dermalens.inference.predictor import Classifier
+from dermalens.inference.results import DISCLAIMER
+from dermalens.server.settings import ServerSettings
+from dermalens.taxonomy import DIAGNOSES
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN and infinities (undefined metrics) become None."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def model_card(classifier: Classifier, settings: ServerSettings) -> dict[str, Any]:
+    """The `ModelCard` schema as a dict."""
+    meta = classifier.meta
+    return {
+        "model_id": meta.model_id,
+        "name": meta.name,
+        "version": meta.version,
+        "architecture": meta.architecture,
+        "members": len(classifier.members),
+        "classes": [
+            {
+                "code": code,
+                "name": DIAGNOSES[code].name if code in DIAGNOSES else code,
+                "malignant": code in meta.malignant,
+            }
+            for code in meta.classes
+        ],
+        "threshold": classifier.threshold,
+        "threshold_rule": meta.threshold_rule,
+        "temperature": meta.temperature,
+        "ood_gate": any(m.gate is not None for m in classifier.members),
+        "ood_threshold": meta.ood_threshold,
+        "ood_method": meta.ood_method,
+        "tta": classifier.tta,
+        "input_size": tuple(meta.preprocessing.input_size),
+        "preprocessing": _clean(meta.preprocessing.to_dict()),
+        "metrics": _clean(meta.metrics),
+        "data": _clean(meta.data),
+        "training": _clean({k: v for k, v in meta.training.items() if k != "config"}),
+        "license": meta.license,
+        "limits": {
+            "max_files": settings.max_files,
+            "max_bytes": settings.max_bytes,
+            "max_pixels": MAX_PIXELS,
+            "accepted": ACCEPTED_HELP,
+        },
+        "disclaimer": DISCLAIMER,
+    }
+
+
+def scalar_rows(tree: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
+    """Flatten nested metrics into (dotted name, formatted value) rows, skipping per-class tables."""
+    rows: list[tuple[str, str]] = []
+    if not isinstance(tree, dict) or depth > 4:
+        return rows
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if key in ("per_class", "confusion_matrix"):
+            continue
+        if isinstance(value, dict):
+            rows += scalar_rows(value, name, depth + 1)
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int | float):
+            rows.append((name, f"{value:.4g}" if isinstance(value, float) else str(value)))
+        elif isinstance(value, str) and len(value) <= 120:
+            rows.append((name, value))
+    return rows
+
+
+def per_class_tables(tree: Any, prefix: str = "", depth: int = 0) -> list[dict[str, Any]]:
+    """Every ``per_class`` table in the metrics: {title, metrics: [names], rows: [(class, {metric: v})]}."""
+    found: list[dict[str, Any]] = []
+    if not isinstance(tree, dict) or depth > 4:
+        return found
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if key == "per_class" and isinstance(value, dict) and value:
+            metrics = [
+                m
+                for m in ("recall", "precision", "f1", "auc")
+                if any(isinstance(v, dict) and isinstance(v.get(m), int | float) for v in value.values())
+            ]
+            rows = [
+                (code, {m: v.get(m) for m in metrics}) for code, v in value.items() if isinstance(v, dict)
+            ]
+            found.append({"title": prefix or "metrics", "metrics": metrics, "rows": rows})
+        elif isinstance(value, dict):
+            found += per_class_tables(value, name, depth + 1)
+    return found

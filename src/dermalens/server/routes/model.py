@@ -1,0 +1,35 @@
+"""`GET /api/v1/model` (the model card) and `GET /api/v1/health` (for load balancers and tests)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from dermalens import __version__
+from dermalens.server.modelcard import model_card
+from dermalens.server.schemas import Health, ModelCard
+from dermalens.server.state import get_state
+
+router = APIRouter(tags=["model"])
+
+
+@router.get(
+    "/model", response_model=ModelCard, summary="The served model's card, classes, limits and disclaimer"
+)
+async def get_model(request: Request) -> dict[str, Any]:
+    state = get_state(request)
+    return model_card(state.classifier, state.settings)
+
+
+@router.get("/health", response_model=Health, summary="Liveness: the model is loaded and requests are served")
+async def health(request: Request) -> dict[str, Any]:
+    state = get_state(request)
+    return {
+        "status": "ok",
+        "model_id": state.classifier.meta.model_id,
+        "version": __version__,
+        "uptime_s": round(time.time() - state.started, 1),
+        "log": state.log is not None,
+    }

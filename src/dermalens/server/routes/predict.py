@@ -1,0 +1,155 @@
+"""`POST /api/v1/predict`: images in, predictions out (see `server.uploads` for the failure policy)."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+
+from dermalens.inference.decode import ACCEPTED_HELP
+from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
+from dermalens.server.batcher import Options, Result
+from dermalens.server.errors import ApiError
+from dermalens.server.log import LogRow
+from dermalens.server.render import result_dict
+from dermalens.server.schemas import ErrorResponse, PredictResponse
+from dermalens.server.sniff import sniff
+from dermalens.server.state import ServerState, get_state
+from dermalens.server.storage import store_image
+from dermalens.server.uploads import (
+    FIELDS_HELP,
+    Upload,
+    check_content,
+    file_error,
+    files_failed,
+    inspect,
+    read_predict_request,
+)
+
+router = APIRouter(tags=["predict"])
+
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": FIELDS_HELP["files"],
+        },
+        "tta": {"type": "integer", "minimum": 1, "maximum": 8, "description": FIELDS_HELP["tta"]},
+        "heatmap": {"type": "boolean", "default": False, "description": FIELDS_HELP["heatmap"]},
+        "threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": FIELDS_HELP["threshold"]},
+        "labels": {"type": "array", "items": {"type": "string"}, "description": FIELDS_HELP["labels"]},
+    },
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "malformed multipart body"),
+        (413, "too many files, too many bytes, or an image with too many pixels"),
+        (415, "not multipart, or a file that is not an accepted image (sniffed from its content)"),
+        (422, "empty, corrupt or truncated image; no files; invalid option or label"),
+    )
+}
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM_SCHEMA}}}
+    },
+    summary="Predict malignancy, diagnosis, OOD flag (and heatmaps) for up to max_files images",
+)
+async def predict(request: Request) -> dict[str, Any]:
+    state = get_state(request)
+    uploads, options = await read_predict_request(request, state.settings.max_files)
+    check_content(uploads)
+    await anyio.to_thread.run_sync(inspect, uploads)
+    tta = options.tta or state.classifier.tta
+    results = await state.service.predict(
+        [u.data for u in uploads], Options(tta=tta, heatmap=options.heatmap, threshold=options.threshold)
+    )
+    bad = [
+        _decode_error(u, r) for u, r in zip(uploads, results, strict=True) if isinstance(r, PredictionError)
+    ]
+    if bad:
+        raise files_failed(bad)
+    request_id = uuid.uuid4().hex
+    items = await anyio.to_thread.run_sync(_finish, state, uploads, results, options.heatmap, request_id)
+    meta = state.classifier.meta
+    return {
+        "results": items,
+        "model": {
+            "model_id": meta.model_id,
+            "name": meta.name,
+            "version": meta.version,
+            "architecture": meta.architecture,
+            "members": len(state.classifier.members),
+            "tta": tta,
+        },
+        "disclaimer": DISCLAIMER,
+        "request_id": request_id,
+    }
+
+
+def _decode_error(upload: Upload, error: PredictionError) -> dict[str, Any]:
+    """A decoder error as a file error. Content that starts like an accepted image but that the
+    decoder cannot even identify is damaged (422), not of an unsupported kind (415)."""
+    fmt = sniff(upload.data)
+    if error.kind == "unsupported" and fmt is not None:
+        detail = f"{upload.filename}: damaged {fmt} file (its header cannot be read); send {ACCEPTED_HELP}"
+        return file_error(upload.filename, "corrupt", detail)
+    accepted = "" if error.kind == "too_large" else f"; send {ACCEPTED_HELP}"  # its message has the limit
+    return file_error(upload.filename, error.kind, f"{upload.filename}: {error.error}{accepted}")
+
+
+def _finish(
+    state: ServerState, uploads: list[Upload], results: list[Result], heatmap: bool, request_id: str
+) -> list[dict[str, Any]]:
+    """Result dicts, stored images and log rows (in a worker thread: PNG encoding and disk writes)."""
+    items, rows = [], []
+    meta = state.classifier.meta
+    for upload, result in zip(uploads, results, strict=True):
+        assert isinstance(result, Prediction)
+        item = result_dict(
+            result, filename=upload.filename, label=upload.label, heatmap=heatmap, upload=upload.info()
+        )
+        items.append(item)
+        stored = None
+        if state.settings.store_images is not None:
+            stored = str(
+                store_image(state.settings.store_images, upload.sha256, upload.data, sniff(upload.data))
+            )
+        rows.append(
+            LogRow(
+                request_id=request_id,
+                model_id=meta.model_id,
+                model_version=meta.version,
+                filename=upload.filename,
+                sha256=upload.sha256,
+                size_bytes=len(upload.data),
+                width=upload.width,
+                height=upload.height,
+                prediction=result.prediction,
+                decision=result.decision,
+                p_malignant=result.p_malignant,
+                ood=result.ood,
+                ood_score=result.ood_score,
+                label=upload.label,
+                correct=item["correct"],
+                results={k: v for k, v in item.items() if k != "heatmap_png"},
+                image_path=stored,
+            )
+        )
+    if state.log is not None:
+        try:
+            state.log.write(rows)
+        except sqlite3.Error as err:
+            raise ApiError(503, f"the prediction log cannot be written ({err}); try again later") from None
+    return items

@@ -1,0 +1,133 @@
+"""Typed JSON schemas of the REST API (they also generate the OpenAPI document at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ImageResult(BaseModel):
+    """One image's prediction."""
+
+    filename: str
+    prediction: str = Field(description="most probable diagnosis code")
+    prediction_name: str = Field(description="readable (English) name of the diagnosis")
+    p_malignant: float = Field(description="calibrated probability of a malignant lesion")
+    decision: Literal["benign", "malignant"] = Field(description="p_malignant compared with threshold")
+    threshold: float = Field(description="operating threshold on p_malignant")
+    ood: bool = Field(description="true when the image does not look like a dermoscopy image")
+    ood_score: float = Field(description="OOD score; above 1 means out of distribution")
+    probabilities: dict[str, float] = Field(description="probability of each diagnosis code")
+    heatmap_png: str | None = Field(
+        None, description="base64 PNG (RGBA, model input size) of the evidence map, when heatmap=true"
+    )
+    true_label: str | None = Field(None, description="label sent by the client or read from the file name")
+    correct: bool | None = Field(None, description="decision matches the label's benign/malignant class")
+    correct_dx: bool | None = Field(None, description="diagnosis matches the label (dx labels only)")
+    sha256: str
+    size_bytes: int
+    width: int | None = None
+    height: int | None = None
+
+
+class ModelSummary(BaseModel):
+    model_id: str
+    name: str
+    version: str
+    architecture: str
+    members: int
+    tta: int
+
+
+class PredictResponse(BaseModel):
+    results: list[ImageResult]
+    model: ModelSummary
+    disclaimer: str
+    request_id: str
+
+
+class FileError(BaseModel):
+    filename: str
+    status: int
+    kind: str
+    detail: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what went wrong and what is accepted")
+    errors: list[FileError] | None = Field(None, description="each bad file, when files were at fault")
+
+
+class Diagnosis(BaseModel):
+    code: str
+    name: str
+    malignant: bool
+
+
+class Limits(BaseModel):
+    max_files: int
+    max_bytes: int
+    max_pixels: int
+    accepted: str
+
+
+class ModelCard(BaseModel):
+    """The served model: what it predicts, how it was made and evaluated, and its limits."""
+
+    model_id: str
+    name: str
+    version: str
+    architecture: str
+    members: int
+    classes: list[Diagnosis]
+    threshold: float
+    threshold_rule: str
+    temperature: float
+    ood_gate: bool
+    ood_threshold: float | None
+    ood_method: str
+    tta: int
+    input_size: tuple[int, int]
+    preprocessing: dict[str, Any]
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    training: dict[str, Any]
+    license: str
+    limits: Limits
+    disclaimer: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_id: str
+    version: str
+    uptime_s: float
+    log: bool
+
+
+class HistoryRow(BaseModel):
+    id: int
+    created: str
+    request_id: str
+    model_id: str
+    model_version: str
+    filename: str
+    sha256: str
+    size_bytes: int
+    width: int | None
+    height: int | None
+    prediction: str
+    decision: str
+    p_malignant: float
+    ood: bool
+    ood_score: float | None
+    label: str | None
+    correct: bool | None
+    image_stored: bool
+
+
+class HistoryPage(BaseModel):
+    total: int
+    rows: list[HistoryRow]
+    enabled: bool = Field(description="false when the server runs without a prediction log")

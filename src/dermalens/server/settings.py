@@ -1,0 +1,67 @@
+"""Server settings: environment variables (prefix ``DERMALENS_``) overridden by CLI options.
+
+Why pydantic-settings: the same validated object serves `dermalens serve`, tests (which
+pass values directly) and deployments that configure only through the environment.
+The model list is ``DERMALENS_MODELS`` (a JSON list), not ``DERMALENS_MODEL``: that
+name already selects the bundled-model override in `models.artifact.resolve`, which
+still applies when no model is given here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Languages of the web interface (files in `server/translations`).
+LANGUAGES = ("en", "ja", "ko", "ru")
+
+
+def default_log_db() -> Path:
+    """``$XDG_DATA_HOME/dermalens/predictions.db`` (``~/.local/share`` when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "dermalens" / "predictions.db"
+
+
+class ServerSettings(BaseSettings):
+    """Everything the app factory needs; validated once at start."""
+
+    model_config = SettingsConfigDict(env_prefix="DERMALENS_", extra="ignore", protected_namespaces=())
+
+    #: Artifact folders; several make an ensemble; empty = the bundled model.
+    models: list[Path] = Field(default_factory=list)
+    #: Test-time augmentation views used when a request does not ask for a number.
+    tta: int = Field(default=1, ge=1, le=8)
+    #: Most images in one request.
+    max_files: int = Field(default=20, ge=1, le=1000)
+    #: Most bytes in one request body (all files plus multipart overhead).
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    #: SQLite prediction log; None disables logging (and the history page shows nothing).
+    log_db: Path | None = Field(default_factory=default_log_db)
+    #: Folder where uploaded images are kept (by SHA-256); None = images are never stored.
+    store_images: Path | None = None
+    #: Most images merged into one inference batch across concurrent requests.
+    max_batch: int = Field(default=16, ge=1, le=256)
+    #: Batches run at the same time (each uses all ONNX Runtime threads).
+    workers: int = Field(default=1, ge=1, le=64)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("log_db", "store_images", mode="before")
+    @classmethod
+    def _off_means_none(cls, value: object) -> object:
+        """``--log-db off`` (or an empty value) disables the log."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "no", "false"):
+            return None
+        return value
+
+    @field_validator("log_db", "store_images")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    def model_arg(self) -> list[str] | None:
+        """What `Classifier.load` takes: None for the bundled model, else the paths."""
+        return [str(p) for p in self.models] or None

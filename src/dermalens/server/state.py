@@ -1,0 +1,29 @@
+"""What the lifespan builds and every request reads: the shared, read-only server state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from dermalens.inference.predictor import Classifier
+from dermalens.server.batcher import InferenceService
+from dermalens.server.log import PredictionLog
+from dermalens.server.settings import ServerSettings
+
+
+@dataclass
+class ServerState:
+    """Settings, the loaded model, the inference service and the log (None when logging is off)."""
+
+    settings: ServerSettings
+    classifier: Classifier
+    service: InferenceService
+    log: PredictionLog | None
+    started: float
+
+
+def get_state(request: Request) -> ServerState:
+    """The state of the app serving `request` (set by the lifespan)."""
+    state: ServerState = request.app.state.dermalens
+    return state

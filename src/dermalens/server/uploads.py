@@ -1,0 +1,194 @@
+"""Reading and checking a `POST /predict` request before anything reaches the model.
+
+Failure policy (documented in docs/api.md): a request succeeds or fails as a whole.
+Checks run in stages: the request's shape (multipart, field names, options, number of
+files), then each file's content (empty, not an image), then decoding by the model.
+The first stage that finds a problem answers; `errors` lists every file it found bad
+and the status is that of the first of them. Why all-or-nothing: a program that sends
+ten images gets ten results or a clear error, never a silently shorter list; the web
+page sends one image per request, so one bad file spoils only its own card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from dermalens.inference.decode import ACCEPTED_HELP
+from dermalens.server.errors import ApiError
+from dermalens.server.render import label_from_filename
+from dermalens.server.sniff import sniff, unsupported_message
+from dermalens.taxonomy import UnknownLabelError, normalize_label
+
+#: HTTP status for each `ImageDecodeError.kind`.
+STATUS_BY_KIND = {"empty": 422, "unsupported": 415, "corrupt": 422, "too_large": 413, "missing": 422}
+FIELDS_HELP = {
+    "files": "one or more image files (repeat the field), " + ACCEPTED_HELP,
+    "tta": "an integer from 1 to 8 (test-time augmentation views)",
+    "heatmap": "true or false",
+    "threshold": "a number from 0 to 1 (operating threshold on p_malignant)",
+    "labels": "optional true labels, one per file in the same order (e.g. mel, nv, benign, malignant)",
+}
+#: Parts the multipart parser reads before giving up (the count limit itself is checked afterwards).
+PARSER_MAX_PARTS = 1000
+MULTIPART_HELP = "send multipart/form-data with the images in the repeatable field 'files'"
+
+
+class PredictOptions(BaseModel):
+    """The form options of `POST /predict`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tta: int | None = Field(None, ge=1, le=8)
+    heatmap: bool = False
+    threshold: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+
+
+@dataclass
+class Upload:
+    """One uploaded file and what is known about it."""
+
+    filename: str
+    data: bytes
+    label: str | None
+    sha256: str = ""
+    width: int | None = None
+    height: int | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "size_bytes": len(self.data),
+            "width": self.width,
+            "height": self.height,
+        }
+
+
+def file_error(filename: str, kind: str, detail: str) -> dict[str, Any]:
+    return {"filename": filename, "status": STATUS_BY_KIND.get(kind, 422), "kind": kind, "detail": detail}
+
+
+def files_failed(errors: list[dict[str, Any]]) -> ApiError:
+    """The request's error: status and detail of the first bad file, every bad file listed."""
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more bad file(s), see 'errors')" if len(errors) > 1 else ""
+    detail = (
+        first["detail"]
+        if first["detail"].startswith(first["filename"])
+        else (f"{first['filename']}: {first['detail']}")
+    )
+    return ApiError(first["status"], detail + more, errors=errors)
+
+
+def _clean_name(name: str | None, index: int) -> str:
+    name = re.sub(r"[\x00-\x1f\x7f]", "", (name or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return name[:255] or f"file{index + 1}"
+
+
+async def _form(request: Request, max_files: int) -> Any:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(415, f"request is {content_type or 'without a content type'}; {MULTIPART_HELP}")
+    try:
+        # The parser's own limits stay generous: stopping mid-body would make a client that is still
+        # sending see a reset instead of our 413; the body limit already bounds the work.
+        return await request.form(max_files=max(PARSER_MAX_PARTS, max_files), max_fields=PARSER_MAX_PARTS)
+    except ApiError:
+        raise
+    except Exception as err:  # starlette's HTTPException(400) for parser limits and malformed bodies
+        message = str(getattr(err, "detail", err))
+        if message.startswith("Too many files"):
+            raise ApiError(413, f"too many files: at most {max_files} images per request") from None
+        if message.startswith(("Too many fields", "Part exceeded")):
+            raise ApiError(413, f"too many or too large form fields; {MULTIPART_HELP}") from None
+        raise ApiError(400, f"malformed multipart body ({message}); {MULTIPART_HELP}") from None
+
+
+async def read_predict_request(request: Request, max_files: int) -> tuple[list[Upload], PredictOptions]:
+    """Parse and check the request's shape and options; read the files' bytes (checked later)."""
+    form = await _form(request, max_files)
+    parts: list[UploadFile] = []
+    labels: list[str] = []
+    options: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if key == "files":
+            if not isinstance(value, UploadFile):
+                raise ApiError(422, "field 'files' must hold file uploads (a part with a filename), not text")
+            parts.append(value)
+        elif key == "labels":
+            labels.append(str(value))
+        elif key in FIELDS_HELP and isinstance(value, str):
+            if key in options:
+                raise ApiError(422, f"field '{key}' given twice; send {FIELDS_HELP[key]} once")
+            if value.strip():
+                options[key] = value.strip()
+        else:
+            accepted = ", ".join(f"'{k}' ({v})" for k, v in FIELDS_HELP.items())
+            raise ApiError(422, f"unexpected field '{key}'; accepted fields: {accepted}")
+    if not parts:
+        raise ApiError(422, f"no images: {MULTIPART_HELP} ({ACCEPTED_HELP})")
+    if len(parts) > max_files:
+        raise ApiError(413, f"too many files ({len(parts)}): at most {max_files} images per request")
+    try:
+        parsed = PredictOptions.model_validate(options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "options"
+        raise ApiError(
+            422, f"invalid {field}: {first['msg']}; send {FIELDS_HELP.get(field, 'a valid value')}"
+        ) from None
+    if labels and len(labels) != len(parts):
+        raise ApiError(422, f"{len(labels)} labels for {len(parts)} files; send one label per file or none")
+    uploads = []
+    for index, part in enumerate(parts):
+        name = _clean_name(part.filename, index)
+        uploads.append(Upload(name, await part.read(), _label(labels[index] if labels else "", name)))
+    return uploads, parsed
+
+
+def _label(given: str, filename: str) -> str | None:
+    if not given.strip():
+        return label_from_filename(filename)
+    try:
+        return normalize_label(given)
+    except UnknownLabelError as err:
+        raise ApiError(422, f"{filename}: {err}") from None
+
+
+def check_content(uploads: list[Upload]) -> None:
+    """Stage two: empty files and non-images (415 names what the file is). Raises `ApiError`."""
+    errors = []
+    for upload in uploads:
+        if not upload.data:
+            errors.append(
+                file_error(
+                    upload.filename, "empty", f"{upload.filename}: empty file (0 bytes); send {ACCEPTED_HELP}"
+                )
+            )
+        elif sniff(upload.data) is None:
+            errors.append(
+                file_error(upload.filename, "unsupported", unsupported_message(upload.filename, upload.data))
+            )
+    if errors:
+        raise files_failed(errors)
+
+
+def inspect(uploads: list[Upload]) -> None:
+    """SHA-256 and, from the header only, the upright pixel size (run in a thread: hashing takes time)."""
+    for upload in uploads:
+        upload.sha256 = hashlib.sha256(upload.data).hexdigest()
+        try:  # (no warnings.catch_warnings: it is not thread-safe)
+            with Image.open(io.BytesIO(upload.data)) as image:
+                upload.width, upload.height = image.size
+                if image.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF says: shown turned by 90°
+                    upload.width, upload.height = upload.height, upload.width
+        except Exception:  # the decoder gives the real verdict; here the size is only nice to have
+            upload.width = upload.height = None

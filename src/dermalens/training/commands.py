@@ -1,0 +1,70 @@
+"""`dermalens train --config FILE [--set key=value ...] [--resume RUN_DIR] [--stage NAME]`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    train = sub.add_parser("train", help="train a model from a YAML config; writes a model artifact")
+    train.add_argument("--config", type=Path, help="YAML config (see configs/)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set stages.1.epochs=5 (repeatable)",
+    )
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue a killed run from its last epoch"
+    )
+    train.add_argument("--stage", help="re-run this stage only (from the previous stage's best weights)")
+    train.add_argument("--out", type=Path, help="artifact folder (default RUN_DIR/artifact)")
+    train.add_argument("--no-progress", action="store_true")
+    train.add_argument(
+        "--finalize",
+        type=Path,
+        metavar="RUN_DIR",
+        help="only build the artifact of a finished run (calibration, OOD gate, export)",
+    )
+    train.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from dermalens.training.config import load_config
+
+    config_path = args.config
+    run_dir = args.resume or args.finalize
+    if run_dir is not None:
+        config_path = run_dir / "config.yaml"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{run_dir}: no config.yaml; is this a dermalens run directory?")
+    config = load_config(config_path, args.overrides)
+    if run_dir is not None:  # the run may have been moved since it was written
+        config.out_dir, config.name = str(run_dir.parent), run_dir.name
+    if config.model.architecture.startswith("baseline"):
+        from dermalens.evaluation.baseline import train_baseline
+
+        print(f"baseline artifact: {train_baseline(config, out=args.out)}")
+        return 0
+    from dermalens.training.finalize import build_artifact
+    from dermalens.training.trainer import Trainer, init_distributed
+
+    started = time.time()
+    dist_info = init_distributed()
+    trainer = Trainer(config, dist_info, progress=not args.no_progress)
+    if args.finalize is not None:
+        model = trainer.load_final()
+    else:
+        model = trainer.fit(resume=args.resume is not None, only_stage=args.stage)
+    if dist_info.main:
+        out = args.out or trainer.run_dir / "artifact"
+        command = "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        build_artifact(model, config, out, command=command, wall_seconds=time.time() - started)
+        print(f"model artifact: {out}")
+    return 0

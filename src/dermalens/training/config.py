@@ -1,0 +1,213 @@
+"""Typed training configuration, loaded from YAML, overridable from the command line.
+
+The resolved config is written beside the checkpoints (``config.yaml``) and into the
+artifact, so a run can be rebuilt without the original command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dermalens.inference.preprocess import Preprocessing
+
+
+@dataclass
+class DataConfig:
+    path: str = "../shared/data/ham10000"
+    format: str | None = None
+    #: Split file: created (seeded) when missing, reused when present.
+    split_file: str | None = None
+    val: float = 0.15
+    test: float = 0.15
+    #: Merge near-duplicate images into one group before splitting (see data/duplicates.py).
+    dedup: bool = True
+    #: Use only this many training images (smoke tests); 0 = all.
+    limit: int = 0
+
+
+@dataclass
+class ModelConfig:
+    architecture: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    checkpoint: str | None = None
+    drop_rate: float = 0.2
+    #: "dx" (7 classes) or "binary" (benign/malignant)
+    head: str = "dx"
+
+
+@dataclass
+class AugmentConfig:
+    hflip: bool = True
+    vflip: bool = True
+    rotate: float = 180.0
+    #: RandomResizedCrop area range: zoom variation, as between clinics' dermatoscopes.
+    scale: tuple[float, float] = (0.5, 1.0)
+    brightness: float = 0.25
+    contrast: float = 0.25
+    saturation: float = 0.25
+    hue: float = 0.03
+    #: Probability of a random per-channel gain (camera white balance) before colour constancy.
+    color_cast: float = 0.5
+    mixup: float = 0.0
+    cutmix: float = 0.0
+
+
+@dataclass
+class BalanceConfig:
+    #: none | class_weights | sampler | focal | undersample
+    method: str = "class_weights"
+    #: Weights ∝ (1 / frequency) ** power; 1 = fully balanced, 0.5 = softened.
+    power: float = 1.0
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class StageConfig:
+    name: str
+    epochs: int
+    lr: float
+    #: Train the classifier head only (backbone frozen): the warm-up of staged fine-tuning.
+    freeze_backbone: bool = False
+    #: Layer-wise learning-rate decay per backbone block group (1.0 = none).
+    layer_decay: float = 1.0
+    warmup_epochs: float = 0.0
+    #: Another dataset for this stage (curriculum); None = the run's data.
+    data: DataConfig | None = None
+
+
+@dataclass
+class TrainConfig:
+    name: str = "run"
+    seed: int = 0
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    stages: list[StageConfig] = field(
+        default_factory=lambda: [
+            StageConfig("warmup", 1, 1e-3, freeze_backbone=True),
+            StageConfig("finetune", 10, 3e-4, warmup_epochs=0.5),
+        ]
+    )
+    batch_size: int = 64
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.1
+    #: Early stopping within a stage: metric on validation, epochs without improvement.
+    early_stopping_metric: str = "balanced_accuracy"
+    patience: int = 4
+    workers: int = 2
+    channels_last: bool = True
+    #: "auto" (CUDA when available), "cpu" or "cuda". Results are saved on the CPU either way.
+    device: str = "auto"
+    #: Fit the OOD gate on training embeddings at the end (threshold: validation quantile).
+    ood_quantile: float = 0.99
+    #: Calibrate temperature and pick the threshold for this sensitivity on validation.
+    target_sensitivity: float = 0.95
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: Any, data: Any) -> Any:
+    """Recursively build dataclass `cls` from plain data, rejecting unknown keys."""
+    if data is None:
+        return None
+    if not dataclasses.is_dataclass(cls):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; valid: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _convert(hints[key], value)
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value)
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        return [_build(args[0], v) for v in value]
+    if origin is tuple:
+        return tuple(value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        if value is None:
+            return None
+        return _convert(args[0], value)
+    if hint is float and isinstance(value, int | str):
+        return float(value)
+    return value
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    value = yaml.safe_load(raw)
+    if isinstance(node, list):
+        node[int(keys[-1])] = value
+    else:
+        node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Load YAML (None = defaults), apply ``key.sub=value`` overrides, and validate."""
+    data: dict[str, Any] = TrainConfig().to_dict()
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        data = _merge(data, loaded)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r}: expected key.sub=value (e.g. stages.1.epochs=5)")
+        key, raw = item.split("=", 1)
+        _set_dotted(data, key.strip(), raw)
+    config: TrainConfig = _build(TrainConfig, data)
+    config.preprocessing.validate()
+    if config.balance.method not in ("none", "class_weights", "sampler", "focal", "undersample"):
+        raise ValueError(
+            f"balance.method {config.balance.method!r}; valid: none, class_weights, sampler, focal, undersample"
+        )
+    if config.model.head not in ("dx", "binary"):
+        raise ValueError(f"model.head {config.model.head!r}; valid: dx, binary")
+    return config
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

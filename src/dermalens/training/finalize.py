@@ -1,0 +1,80 @@
+"""Turn a trained run into a model artifact: calibration, operating threshold, OOD gate, card data.
+
+All three are fitted on the *validation* split (the test split is never touched here):
+temperature scaling on validation logits, the threshold that reaches the target
+sensitivity for malignancy on validation, and the OOD threshold at a validation quantile.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dermalens.inference.ood import fit_gate
+from dermalens.inference.predictor import softmax
+from dermalens.models.artifact import ArtifactMeta
+from dermalens.models.build import save_artifact
+from dermalens.training.config import TrainConfig
+from dermalens.training.data import LesionDataset, cache_images
+from dermalens.training.loop import predict_outputs, quick_metrics
+from dermalens.training.prepare import StageData, load_stage_data, targets_for
+
+
+def _outputs(model: nn.Module, images: np.ndarray, targets: list[int], config: TrainConfig) -> Any:
+    dataset = LesionDataset(images, targets, config.preprocessing)
+    loader = DataLoader(dataset, batch_size=config.batch_size * 2, num_workers=0)
+    return predict_outputs(model, loader, channels_last=config.channels_last)
+
+
+def build_artifact(
+    model: nn.Module, config: TrainConfig, out_dir: Path, *, command: str = "", wall_seconds: float = 0.0
+) -> Path:
+    """Calibrate on validation, fit the OOD gate, and write the artifact folder."""
+    from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
+
+    classes, malignant = targets_for(config.model.head)
+    data: StageData = load_stage_data(config, config.stages[-1], classes)
+    model = model.float().eval().to(memory_format=torch.contiguous_format)
+    train = _outputs(model, cache_images(data.train, config.preprocessing), data.train_targets, config)
+    val = _outputs(model, cache_images(data.val, config.preprocessing), data.val_targets, config)
+    mal_idx = [classes.index(c) for c in malignant]
+    temperature = float(fit_temperature(val.logits, val.targets))
+    p_mal = softmax(val.logits, temperature)[:, mal_idx].sum(1)
+    is_mal = np.isin(val.targets, mal_idx)
+    threshold = float(threshold_for_sensitivity(is_mal, p_mal, config.target_sensitivity))
+    gate = fit_gate(train.features, train.targets, val.features, config.ood_quantile)
+    meta = ArtifactMeta(
+        name=config.name,
+        architecture=config.model.architecture,
+        classes=classes,
+        malignant=malignant,
+        preprocessing=config.preprocessing,
+        head=config.model.head,
+        temperature=temperature,
+        threshold=threshold,
+        threshold_rule=f"≥{config.target_sensitivity:.0%} sensitivity for malignancy on the validation split",
+        data={
+            "source": str(config.data.path),
+            "split": {name: len(data.split.ids(name)) for name in data.split.names()},
+            "split_rule": "stratified by diagnosis, grouped by lesion_id (near-duplicates merged), seeded",
+            "train_images": len(data.train),
+            "val_images": len(data.val),
+        },
+        training={
+            "config": config.to_dict(),
+            "command": command,
+            "wall_seconds": round(wall_seconds, 1),
+            "hardware": f"{platform.machine()}, {torch.get_num_threads()} torch threads"
+            + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", CPU only"),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+        metrics={"validation": quick_metrics(val.logits, val.targets, mal_idx)},
+    )
+    return save_artifact(model, out_dir, meta, gate)

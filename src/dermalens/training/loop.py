@@ -1,0 +1,132 @@
+"""Plain functions for one epoch of training and one pass of validation (torchvision-references style)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from dermalens.models.heads import forward_all
+
+
+class WeightedLoss(nn.Module):
+    """Cross-entropy (or focal loss, Lin et al. 2017, with `gamma` > 0) weighted *per sample* by
+    the weight of its true class.
+
+    Why not ``F.cross_entropy(weight=...)``: with label smoothing, PyTorch also weights the
+    smoothing term by every class's weight, which pushes rare-class probabilities up on
+    every image; weighting by the true class only keeps smoothing neutral.
+    """
+
+    def __init__(
+        self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0, gamma: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight if weight is not None else torch.ones(0))
+        self.label_smoothing = label_smoothing
+        self.gamma = gamma
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(logits, target, reduction="none", label_smoothing=self.label_smoothing)
+        if self.gamma:
+            p_true = torch.softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
+            loss = (1 - p_true) ** self.gamma * loss
+        if self.weight.numel():
+            sample_weight = self.weight[target]
+            return (loss * sample_weight).sum() / sample_weight.sum()
+        return loss.mean()
+
+
+@dataclass
+class EpochOutputs:
+    loss: float
+    logits: np.ndarray
+    features: np.ndarray
+    targets: np.ndarray
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    channels_last: bool,
+    device: torch.device | str = "cpu",
+    total: int | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> float:
+    """One pass over `batches`; returns the mean training loss."""
+    model.train()
+    running, seen = 0.0, 0
+    bar = tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch", leave=False)
+    for images, targets in bar:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = model(images)
+        loss = criterion(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        running += float(loss.detach()) * len(targets)
+        seen += len(targets)
+        bar.set_postfix(loss=f"{running / seen:.3f}")
+    return running / max(seen, 1)
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    channels_last: bool,
+    criterion: nn.Module | None = None,
+    progress: bool = False,
+    device: torch.device | str = "cpu",
+) -> EpochOutputs:
+    """Logits, pooled features and targets for every batch (eval mode)."""
+    model.eval()
+    logits, features, targets = [], [], []
+    loss_sum, seen = 0.0, 0
+    for images, target in tqdm(batches, desc="eval", disable=not progress, unit="batch", leave=False):
+        images, target = images.to(device), target.to(device)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        out = forward_all(model, images)
+        if criterion is not None:
+            loss_sum += float(criterion(out["logits"], target)) * len(target)
+        seen += len(target)
+        logits.append(out["logits"].float().cpu().numpy())
+        features.append(out["features"].float().cpu().numpy())
+        targets.append(target.cpu().numpy())
+    return EpochOutputs(
+        loss_sum / max(seen, 1),
+        np.concatenate(logits) if logits else np.zeros((0, 0)),
+        np.concatenate(features) if features else np.zeros((0, 0)),
+        np.concatenate(targets) if targets else np.zeros(0, dtype=int),
+    )
+
+
+def quick_metrics(logits: np.ndarray, targets: np.ndarray, malignant: list[int]) -> dict[str, float]:
+    """Validation figures for early stopping and curves: accuracy, balanced accuracy, binary AUC."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    predicted = probs.argmax(1)
+    is_mal = np.isin(targets, malignant)
+    p_mal = probs[:, malignant].sum(1)
+    auc = float(roc_auc_score(is_mal, p_mal)) if 0 < is_mal.sum() < len(is_mal) else float("nan")
+    return {
+        "accuracy": float((predicted == targets).mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(targets, predicted)),
+        "auc": auc,
+    }

@@ -1,0 +1,97 @@
+"""Data for a training stage: read the dataset, make or reuse the lesion-grouped split, map targets."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dermalens.data.readers import load_dataset
+from dermalens.data.records import Dataset, Record
+from dermalens.data.splits import Split, split_dataset
+from dermalens.taxonomy import BINARY_LABELS, DX_CODES, MALIGNANT, MALIGNANT_LABEL
+from dermalens.training.config import DataConfig, StageConfig, TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def targets_for(head: str) -> tuple[list[str], list[str]]:
+    """(class order, malignant classes) for a head: taken from the taxonomy, never re-listed."""
+    if head == "binary":
+        return list(BINARY_LABELS), [MALIGNANT_LABEL]
+    return list(DX_CODES), sorted(MALIGNANT & set(DX_CODES))
+
+
+@dataclass
+class StageData:
+    dataset: Dataset
+    split: Split
+    train: list[Record]
+    val: list[Record]
+    train_targets: list[int]
+    val_targets: list[int]
+
+
+def _target(record: Record, classes: list[str]) -> int | None:
+    if record.label in classes:
+        return classes.index(record.label)
+    if classes == list(BINARY_LABELS):
+        return classes.index(record.binary)
+    return None  # a binary-only label cannot train a 7-class head
+
+
+def split_path(config: TrainConfig, data: DataConfig) -> Path:
+    if data.split_file:
+        return Path(data.split_file)
+    return config.run_dir() / f"split-{Path(data.path).name}-seed{config.seed}.json"
+
+
+def load_split(dataset: Dataset, data: DataConfig, path: Path, seed: int) -> Split:
+    """Reuse the split file when present (reproducibility), else create and save it."""
+    if path.is_file():
+        split = Split.load(path)
+        unknown = {r.image_id for r in dataset.records} - set(split.assignments)
+        if unknown:
+            raise ValueError(f"{path}: {len(unknown)} images of the dataset are not in this split file")
+        return split
+    links: list[tuple[str, str]] = []
+    if data.dedup:
+        from dermalens.data.duplicates import find_duplicates
+
+        links = find_duplicates({r.image_id: r.path for r in dataset.records}).links()
+    split = split_dataset(dataset, val=data.val, test=data.test, seed=seed, linked_pairs=links)
+    split.save(path)
+    log.info("wrote split %s", path)
+    return split
+
+
+def load_stage_data(config: TrainConfig, stage: StageConfig, classes: list[str]) -> StageData:
+    seed = config.seed
+    data = stage.data or config.data
+    dataset = load_dataset(data.path, data.format)
+    split = load_split(dataset, data, split_path(config, data), config.seed)
+    train_ids, val_ids = split.ids("train"), split.ids("val")
+    usable = [(r, _target(r, classes)) for r in dataset.records]
+    skipped = sum(t is None for _, t in usable)
+    if skipped:
+        log.warning("%d records have labels the %d-class head cannot use; skipped", skipped, len(classes))
+    train = [(r, t) for r, t in usable if t is not None and r.image_id in train_ids]
+    val = [(r, t) for r, t in usable if t is not None and r.image_id in val_ids]
+    if data.limit:  # a seeded random subset (smoke tests): the first rows of a CSV are one class
+        rng = np.random.default_rng(seed)
+        train = [train[i] for i in sorted(rng.permutation(len(train))[: data.limit])]
+        val = [val[i] for i in sorted(rng.permutation(len(val))[: max(8, data.limit // 2)])]
+    if not train or not val:
+        raise ValueError(
+            f"{data.path}: the split leaves {len(train)} training and {len(val)} validation images"
+        )
+    return StageData(
+        dataset,
+        split,
+        [r for r, _ in train],
+        [r for r, _ in val],
+        [t for _, t in train if t is not None],
+        [t for _, t in val if t is not None],
+    )

@@ -1,0 +1,358 @@
+"""Run a training config: stages (warm-up, fine-tuning, curriculum), checkpoints, resume, DDP.
+
+A checkpoint (``last.pt``) is written after every epoch with model, optimiser,
+scheduler, RNG state, stage/epoch and history; ``--resume RUN_DIR`` continues at
+the next epoch. Each stage starts from the previous stage's best weights. Under
+``torchrun`` the epoch's sample order is sharded across processes (gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dermalens.training.config import StageConfig, TrainConfig, save_config
+from dermalens.training.curves import write_curves, write_metrics_log
+from dermalens.training.data import LesionDataset, cache_images, class_weights, epoch_order
+from dermalens.training.loop import WeightedLoss, predict_outputs, quick_metrics, train_one_epoch
+from dermalens.training.prepare import StageData, load_stage_data, targets_for
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "last.pt"
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def init_distributed() -> Dist:
+    """Join a torchrun group when WORLD_SIZE > 1 (gloo on CPU, nccl with CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Dist(int(os.environ.get("RANK", "0")), world)
+
+
+@dataclass
+class RunState:
+    stage_index: int = 0
+    epoch: int = -1  # last completed epoch of the current stage
+    best: float = -np.inf
+    stale: int = 0
+    stage_done: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _param_groups(model: nn.Module, stage: StageConfig, weight_decay: float) -> list[dict[str, Any]]:
+    """Head-only when frozen; otherwise layer-wise lr decay over the backbone's blocks."""
+    head = set(id(p) for p in model.get_classifier().parameters())  # type: ignore[operator]
+    for p in model.parameters():
+        p.requires_grad = (id(p) in head) or not stage.freeze_backbone
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if stage.layer_decay >= 1.0 or stage.freeze_backbone:
+        return [{"params": [p for _, p in named], "lr": stage.lr, "weight_decay": weight_decay}]
+    depth = max((int(n.split(".")[1]) for n, _ in named if n.startswith("blocks.")), default=0) + 2
+    groups: dict[int, list[torch.Tensor]] = {}
+    for name, param in named:
+        layer = (
+            0
+            if name.startswith(("conv_stem", "bn1"))
+            else (int(name.split(".")[1]) + 1 if name.startswith("blocks.") else depth)
+        )
+        groups.setdefault(layer, []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": stage.lr * stage.layer_decay ** (depth - layer),
+            "weight_decay": weight_decay,
+        }
+        for layer, params in sorted(groups.items())
+    ]
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig, steps_per_epoch: int) -> Any:
+    total = max(1, stage.epochs * steps_per_epoch)
+    warm = int(stage.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        return 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _criterion(config: TrainConfig, targets: list[int], n_classes: int) -> nn.Module:
+    balance = config.balance
+    weight = None
+    if balance.method in ("class_weights", "focal"):
+        weight = torch.tensor(class_weights(targets, n_classes, balance.power), dtype=torch.float32)
+    gamma = balance.focal_gamma if balance.method == "focal" else 0.0
+    return WeightedLoss(weight, config.label_smoothing, gamma)
+
+
+def _loader(
+    dataset: LesionDataset, order: list[int], config: TrainConfig, shuffle_seed: int
+) -> DataLoader[Any]:
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=order,
+        num_workers=config.workers,
+        drop_last=len(order) > config.batch_size,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(shuffle_seed),
+    )
+
+
+class Trainer:
+    """Owns one run directory: config, split, checkpoints, metrics log, artifact."""
+
+    def __init__(self, config: TrainConfig, dist_info: Dist | None = None, progress: bool = True) -> None:
+        self.config = config
+        self.dist = dist_info or Dist()
+        self.progress = progress and self.dist.main
+        self.run_dir = config.run_dir()
+        self.classes, self.malignant = targets_for(config.model.head)
+        wanted = (
+            config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self.device = torch.device(
+            f"cuda:{self.dist.rank % max(1, torch.cuda.device_count())}" if wanted == "cuda" else "cpu"
+        )
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def _save(self, model: nn.Module, optimizer: Any, scheduler: Any, state: RunState) -> None:
+        payload = {
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "state": state.__dict__,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+        }
+        tmp = self.run_dir / (CHECKPOINT + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(self.run_dir / CHECKPOINT)  # atomic: a kill never leaves a half-written checkpoint
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        path = self.run_dir / CHECKPOINT
+        return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+
+    # ---- main entry --------------------------------------------------------------------------
+    def fit(self, *, resume: bool = False, only_stage: str | None = None) -> nn.Module:
+        from dermalens.models.factory import create_model
+
+        config = self.config
+        seed_everything(config.seed)
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.run_dir / "config.yaml")
+        self.dist.barrier()
+        model = create_model(
+            config.model.architecture,
+            pretrained=config.model.pretrained,
+            num_classes=len(self.classes),
+            drop_rate=config.model.drop_rate,
+            checkpoint=config.model.checkpoint,
+        )
+        model = model.to(self.device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        checkpoint = self._load_checkpoint() if resume else None
+        state = RunState(**checkpoint["state"]) if checkpoint else RunState()
+        names = [s.name for s in config.stages]
+        if only_stage is not None:
+            if only_stage not in names:
+                raise ValueError(f"unknown stage {only_stage!r}; stages in this config: {', '.join(names)}")
+            state = RunState(stage_index=names.index(only_stage))
+            checkpoint = None
+        if checkpoint:
+            model.load_state_dict(checkpoint["model"])
+        elif state.stage_index > 0:
+            model.load_state_dict(self._stage_best(state.stage_index - 1))
+        while state.stage_index < len(config.stages):
+            stage = config.stages[state.stage_index]
+            if not state.stage_done:
+                self._run_stage(model, stage, state, checkpoint)
+            checkpoint = None
+            model.load_state_dict(self._stage_best(state.stage_index))
+            if only_stage is not None:
+                break
+            state = RunState(stage_index=state.stage_index + 1, history=state.history)
+        return model.cpu()
+
+    def load_final(self) -> nn.Module:
+        """The finished run's final weights (the last stage's best), on the CPU."""
+        from dermalens.models.factory import create_model
+
+        model = create_model(self.config.model.architecture, pretrained=False, num_classes=len(self.classes))
+        model.load_state_dict(self._stage_best(len(self.config.stages) - 1))
+        return model
+
+    def _stage_best(self, index: int) -> dict[str, torch.Tensor]:
+        path = self.run_dir / f"stage-{self.config.stages[index].name}-best.pt"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: stage {self.config.stages[index].name!r} has not been trained yet"
+            )
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def _run_stage(
+        self, model: nn.Module, stage: StageConfig, state: RunState, checkpoint: dict[str, Any] | None
+    ) -> None:
+        config = self.config
+        data: StageData = load_stage_data(config, stage, self.classes)
+        train_images = cache_images(data.train, config.preprocessing, self.progress)
+        val_images = cache_images(data.val, config.preprocessing, self.progress)
+        train_set = LesionDataset(
+            train_images, data.train_targets, config.preprocessing, config.augment, config.seed
+        )
+        val_set = LesionDataset(val_images, data.val_targets, config.preprocessing)
+        criterion = _criterion(config, data.train_targets, len(self.classes)).to(self.device)
+        per_rank = (
+            len(epoch_order(data.train_targets, len(self.classes), config.balance, config.seed, 0))
+            // self.dist.world
+        )
+        steps = max(1, per_rank // config.batch_size) if per_rank > config.batch_size else 1
+        optimizer = torch.optim.AdamW(_param_groups(model, stage, config.weight_decay))
+        scheduler = _scheduler(optimizer, stage, steps)
+        if checkpoint:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            torch.set_rng_state(checkpoint["torch_rng"])
+            np.random.set_state(checkpoint["numpy_rng"])
+        train_model: nn.Module = model
+        if self.dist.world > 1:
+            train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=None if self.device.type == "cpu" else [self.device.index]
+            )
+        malignant = [self.classes.index(c) for c in self.malignant]
+        for epoch in range(state.epoch + 1, stage.epochs):
+            started = time.time()
+            epoch_seed = config.seed * 1000 + state.stage_index * 100 + epoch
+            train_set.epoch = epoch_seed
+            order = epoch_order(
+                data.train_targets, len(self.classes), config.balance, config.seed, epoch_seed
+            )
+            order = order[self.dist.rank :: self.dist.world][:per_rank]
+            loss = train_one_epoch(
+                train_model,
+                _loader(train_set, order, config, epoch_seed),
+                criterion,
+                optimizer,
+                scheduler,
+                channels_last=config.channels_last,
+                device=self.device,
+                total=steps,
+                desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
+                progress=self.progress,
+            )
+            if self.dist.main:
+                self._end_epoch(
+                    model,
+                    val_set,
+                    criterion,
+                    malignant,
+                    stage,
+                    state,
+                    epoch,
+                    loss,
+                    time.time() - started,
+                    len(order) * self.dist.world,
+                )
+                self._save(model, optimizer, scheduler, state)
+            self.dist.barrier()
+            state = self._sync_state(state)
+            if state.stale >= config.patience:
+                log.info(
+                    "early stopping %s after epoch %d (no improvement in %d)",
+                    stage.name,
+                    epoch + 1,
+                    state.stale,
+                )
+                break
+        state.stage_done = True
+        if self.dist.main:
+            self._save(model, optimizer, scheduler, state)
+        self.dist.barrier()
+
+    def _sync_state(self, state: RunState) -> RunState:
+        if self.dist.world == 1:
+            return state
+        box: list[Any] = [state.__dict__ if self.dist.main else None]
+        dist.broadcast_object_list(box, src=0)
+        return RunState(**box[0])
+
+    def _end_epoch(
+        self,
+        model: nn.Module,
+        val_set: LesionDataset,
+        criterion: nn.Module,
+        malignant: list[int],
+        stage: StageConfig,
+        state: RunState,
+        epoch: int,
+        loss: float,
+        seconds: float,
+        n_train: int,
+    ) -> None:
+        loader = DataLoader(val_set, batch_size=self.config.batch_size * 2, num_workers=0)
+        out = predict_outputs(
+            model, loader, channels_last=self.config.channels_last, criterion=criterion, device=self.device
+        )
+        metrics = quick_metrics(out.logits, out.targets, malignant)
+        row = {
+            "stage": stage.name,
+            "epoch": epoch + 1,
+            "train_loss": loss,
+            "val_loss": out.loss,
+            **{f"val_{k}": v for k, v in metrics.items()},
+            "seconds": round(seconds, 1),
+            "train_images_per_second": round(n_train / max(seconds, 1e-9), 1),
+        }
+        state.epoch = epoch
+        state.history.append(row)
+        score = metrics.get(self.config.early_stopping_metric, -out.loss)
+        if score > state.best:
+            state.best, state.stale = score, 0
+            torch.save(
+                {k: v.cpu() for k, v in model.state_dict().items()},
+                self.run_dir / f"stage-{stage.name}-best.pt",
+            )
+        else:
+            state.stale += 1
+        log.info(
+            "%s epoch %d: %s",
+            stage.name,
+            epoch + 1,
+            json.dumps({k: v for k, v in row.items() if k != "stage"}),
+        )
+        write_metrics_log(self.run_dir, state.history)
+        write_curves(self.run_dir / "curves.png", state.history)

@@ -1,0 +1,153 @@
+"""Server helpers without a server: sniffing, labels from file names, languages, settings, CLI, heatmap."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermalens.server.commands import register, settings_from_args
+from dermalens.server.i18n import choose_language, parse_accept_language, translations
+from dermalens.server.render import heatmap_rgba, label_from_filename
+from dermalens.server.settings import LANGUAGES, ServerSettings
+from dermalens.server.sniff import describe, sniff
+from dermalens.taxonomy import DIAGNOSES
+
+from .samples import jpeg, png
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (jpeg(0), "JPEG"),
+        (png(0), "PNG"),
+        (b"GIF89a....", "GIF"),
+        (b"II*\0rest", "TIFF"),
+        (b"RIFF\0\0\0\0WEBPVP8 ", "WEBP"),
+        (b"BM" + b"\0" * 12 + (40).to_bytes(4, "little"), "BMP"),
+        (b"BMW", None),
+        (b"%PDF-1.7", None),
+        (b"", None),
+    ],
+)
+def test_sniff(data: bytes, expected: str | None) -> None:
+    assert sniff(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"%PDF-1.4", "PDF"),
+        (b"\xef\xbb\xbf  <svg xmlns='x'/>", "SVG"),
+        (b"<!DOCTYPE html>", "HTML"),
+        (b"\0\0\0\x1cftypheic", "HEIC"),
+        (b"\0\0\0\x1cftypavif", "AVIF"),
+        (b"hello", "text"),
+        (b"\x00\x01\x02\x03\xff", "binary"),
+        ("日本語のテキスト".encode(), "text"),
+    ],
+)
+def test_describe_names_what_a_file_is(data: bytes, words: str) -> None:
+    assert words in describe(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("sample_3_malignant_mel.jpg", "mel"),
+        ("case-12-NV.png", "nv"),
+        ("basal_cell_carcinoma_01.jpg", "bcc"),
+        ("lesion benign.jpeg", "benign"),
+        ("x_malignant.jpg", "malignant"),
+        ("ISIC_0024306.jpg", None),
+        ("img_1.jpg", None),  # a number is not a label
+        ("mel_vs_nv.jpg", None),  # two diagnoses: ambiguous
+        ("C:\\photos\\df_2.jpg", "df"),
+        ("", None),
+    ],
+)
+def test_label_from_filename(name: str, label: str | None) -> None:
+    assert label_from_filename(name) == label
+
+
+def test_translations_are_complete_and_never_list_new_classes() -> None:
+    folder = resources.files("dermalens.server") / "translations"
+    english = json.loads((folder / "en.json").read_text(encoding="utf-8"))
+    for lang in LANGUAGES:
+        own = json.loads((folder / f"{lang}.json").read_text(encoding="utf-8"))
+        assert not any(k.startswith("dx.") for k in english), "English names come from taxonomy"
+        assert {k[3:] for k in own if k.startswith("dx.")} <= set(DIAGNOSES)
+        assert set(translations(lang)) >= set(english) | {f"dx.{c}" for c in DIAGNOSES} | {"disclaimer"}
+        if lang != "en":
+            assert set(english) <= set(own), f"{lang} lacks {sorted(set(english) - set(own))}"
+            assert {f"dx.{c}" for c in DIAGNOSES} <= set(own)
+        placeholders = {k: sorted(set(_names(v))) for k, v in english.items()}
+        assert {k: sorted(set(_names(v))) for k, v in own.items() if k in english} == {
+            k: v for k, v in placeholders.items() if k in own
+        }
+
+
+def _names(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\{(\w+)\}", text)
+
+
+def test_language_choice() -> None:
+    assert parse_accept_language("ru-RU,ru;q=0.9,en-US;q=0.8") == ["ru", "ru", "en"]
+    assert parse_accept_language("en;q=0.5, ko") == ["ko", "en"]
+    assert choose_language(None, None, "fr-FR,ja;q=0.7,en;q=0.3") == "ja"
+    assert choose_language(None, "ko", "ja") == "ko"
+    assert choose_language("ru", "ko", "ja") == "ru"
+    assert choose_language("xx", None, "de") == "en"
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DERMALENS_MODELS", json.dumps([str(tmp_path / "a"), str(tmp_path / "b")]))
+    monkeypatch.setenv("DERMALENS_MAX_FILES", "5")
+    monkeypatch.setenv("DERMALENS_LOG_DB", "off")
+    monkeypatch.setenv("DERMALENS_MODEL", "/somewhere/else")  # the bundled-model override: ignored here
+    settings = ServerSettings()
+    assert settings.model_arg() == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert settings.max_files == 5 and settings.log_db is None
+    assert ServerSettings(models=[]).model_arg() is None
+    with pytest.raises(ValueError):
+        ServerSettings(tta=9)
+
+
+def test_serve_command_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DERMALENS_PORT", "9000")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "serve",
+            "--model",
+            "m1",
+            "m2",
+            "--model",
+            "m3",
+            "--tta",
+            "4",
+            "--log-db",
+            str(tmp_path / "x.db"),
+            "--store-images",
+            str(tmp_path / "img"),
+        ]
+    )
+    settings = settings_from_args(args)
+    assert [p.name for p in settings.models] == ["m1", "m2", "m3"]
+    assert settings.port == 9000 and settings.host == "127.0.0.1" and settings.tta == 4
+    assert settings.log_db == tmp_path / "x.db" and settings.store_images == tmp_path / "img"
+    assert args.func.__name__ == "run_serve"
+
+
+def test_heatmap_colours() -> None:
+    rgba = heatmap_rgba(np.array([[0.0, 0.5, 1.0, np.nan]], dtype=np.float32))
+    assert rgba.shape == (1, 4, 4) and rgba.dtype == np.uint8
+    assert rgba[0, 0, 3] == 0 and rgba[0, 2, 3] >= 180  # nothing → transparent, strongest → most opaque
+    assert tuple(rgba[0, 2, :3]) == (255, 0, 0)
