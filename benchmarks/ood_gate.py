@@ -25,9 +25,30 @@ def natural_photos() -> dict[str, np.ndarray]:
     from skimage import data
 
     names = [
-        "astronaut", "brick", "camera", "cat", "checkerboard", "chelsea", "clock", "coffee", "coins", "colorwheel",
-        "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo", "microaneurysms", "moon",
-        "page", "retina", "rocket", "shepp_logan_phantom", "skin", "text",
+        "astronaut",
+        "brick",
+        "camera",
+        "cat",
+        "checkerboard",
+        "chelsea",
+        "clock",
+        "coffee",
+        "coins",
+        "colorwheel",
+        "grass",
+        "gravel",
+        "horse",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "logo",
+        "microaneurysms",
+        "moon",
+        "page",
+        "retina",
+        "rocket",
+        "shepp_logan_phantom",
+        "skin",
+        "text",
     ]
     photos = {}
     for name in names:
@@ -64,7 +85,11 @@ def synthetic_images(seed: int = 0) -> dict[str, np.ndarray]:
         draw = ImageDraw.Draw(page)
         draw.rectangle((0, 0, 600, 40), fill=tuple(int(v) for v in rng.integers(0, 120, 3)))
         for line in range(12):
-            draw.text((20, 60 + 30 * line), f"Settings  option {line}  value {rng.integers(1000)}", fill=(20, 20, 20))
+            draw.text(
+                (20, 60 + 30 * line),
+                f"Settings  option {line}  value {rng.integers(1000)}",
+                fill=(20, 20, 20),
+            )
         images[f"screenshot-{i}"] = np.asarray(page)
     for name in ("black", "white", "grey"):
         value = {"black": 0, "white": 255, "grey": 128}[name]
@@ -73,7 +98,9 @@ def synthetic_images(seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="artifact folder (default: bundled)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ham10000"))
     parser.add_argument("--split", default=str(ROOT / "configs" / "splits" / "ham10000-seed0.json"))
@@ -84,19 +111,26 @@ def main() -> int:
     from dermalens.data.splits import Split
 
     clf = Classifier.load(args.model)
-    for title, images in (("natural photos (scikit-image)", natural_photos()), ("synthetic images", synthetic_images())):
+    for title, images in (
+        ("natural photos (scikit-image)", natural_photos()),
+        ("synthetic images", synthetic_images()),
+    ):
         results = clf.predict(list(images.values()))
         flags = [getattr(r, "ood", True) for r in results]
         missed = [name for name, flag in zip(images, flags, strict=True) if not flag]
-        print(f"{title}: {sum(flags)}/{len(flags)} rejected ({100 * sum(flags) / len(flags):.1f} %)"
-              + (f"; accepted: {', '.join(missed)}" if missed else ""))
+        print(
+            f"{title}: {sum(flags)}/{len(flags)} rejected ({100 * sum(flags) / len(flags):.1f} %)"
+            + (f"; accepted: {', '.join(missed)}" if missed else "")
+        )
     test_ids = Split.load(args.split).ids("test")
     dataset = load_dataset(args.data, verify=False)
     paths = [r.path for r in dataset.records if r.image_id in test_ids]
     rejected = 0
     for start in range(0, len(paths), 64):
         rejected += sum(getattr(r, "ood", True) for r in clf.predict(list(paths[start : start + 64])))
-    print(f"HAM10000 test split (dermoscopy): {rejected}/{len(paths)} rejected ({100 * rejected / len(paths):.2f} %)")
+    print(
+        f"HAM10000 test split (dermoscopy): {rejected}/{len(paths)} rejected ({100 * rejected / len(paths):.2f} %)"
+    )
     return 0
 
 

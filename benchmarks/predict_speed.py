@@ -31,7 +31,11 @@ def make_jpegs(folder: Path, n: int) -> list[Path]:
     rng = np.random.default_rng(0)
     for i in range(n):
         if sources:
-            image = Image.open(sources[i % len(sources)]).convert("RGB").resize((600, 450), Image.Resampling.BICUBIC)
+            image = (
+                Image.open(sources[i % len(sources)])
+                .convert("RGB")
+                .resize((600, 450), Image.Resampling.BICUBIC)
+            )
         else:
             image = Image.fromarray(rng.integers(0, 255, (450, 600, 3), dtype=np.uint8))
         path = folder / f"img{i:04d}.jpg"
@@ -45,7 +49,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="artifact folder (default: bundled)")
     parser.add_argument("--n", type=int, default=200, help="images for the throughput run")
     parser.add_argument("--latency-runs", type=int, default=200)
@@ -70,8 +76,10 @@ def main() -> int:
         throughput = len(paths) / (time.perf_counter() - started)
 
         print(f"model: {clf.meta.name} ({clf.meta.architecture}, input {clf.meta.preprocessing.input_size})")
-        print(f"ONNX Runtime, one 600x450 JPEG end to end: p50 {statistics.median(latency):.2f} ms, "
-              f"p95 {percentile(latency, 95):.2f} ms  (n={len(latency)})")
+        print(
+            f"ONNX Runtime, one 600x450 JPEG end to end: p50 {statistics.median(latency):.2f} ms, "
+            f"p95 {percentile(latency, 95):.2f} ms  (n={len(latency)})"
+        )
         print(f"ONNX Runtime, folder of {len(paths)} JPEGs in batches of 32: {throughput:.1f} images/s")
         try:
             torch_clf = Classifier.load(args.model, runtime="torch")
@@ -89,10 +97,14 @@ def main() -> int:
         for start in range(0, min(len(paths), 96), 32):
             torch_clf.predict(list(paths[start : start + 32]))
         torch_throughput = min(len(paths), 96) / (time.perf_counter() - started)
-        print(f"eager PyTorch, one image end to end: p50 {statistics.median(torch_latency):.2f} ms "
-              f"-> ONNX Runtime is {statistics.median(torch_latency) / statistics.median(latency):.2f}x faster")
-        print(f"eager PyTorch, batches of 32: {torch_throughput:.1f} images/s "
-              f"-> ONNX Runtime is {throughput / torch_throughput:.2f}x faster")
+        print(
+            f"eager PyTorch, one image end to end: p50 {statistics.median(torch_latency):.2f} ms "
+            f"-> ONNX Runtime is {statistics.median(torch_latency) / statistics.median(latency):.2f}x faster"
+        )
+        print(
+            f"eager PyTorch, batches of 32: {torch_throughput:.1f} images/s "
+            f"-> ONNX Runtime is {throughput / torch_throughput:.2f}x faster"
+        )
     return 0
 
 

@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(ROOT / "configs" / "ham10000.yaml"))
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
@@ -35,7 +37,9 @@ def main() -> int:
     width, height = config.preprocessing.input_size
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (config.batch_size, height, width, 3), dtype=np.uint8)
-    dataset = LesionDataset(images, [i % 7 for i in range(config.batch_size)], config.preprocessing, config.augment)
+    dataset = LesionDataset(
+        images, [i % 7 for i in range(config.batch_size)], config.preprocessing, config.augment
+    )
     model = create_model(config.model.architecture, num_classes=7).train()
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -58,11 +62,15 @@ def main() -> int:
     per_second = config.batch_size / float(np.median(seconds))
     epochs = sum(s.epochs for s in config.stages)
     train_images = 7153  # HAM10000 training split of configs/splits/ham10000-seed0.json
-    print(f"config: {args.config} ({config.model.architecture}, input {width}x{height}, batch {config.batch_size}, "
-          f"torch threads {torch.get_num_threads()})")
+    print(
+        f"config: {args.config} ({config.model.architecture}, input {width}x{height}, batch {config.batch_size}, "
+        f"torch threads {torch.get_num_threads()})"
+    )
     print(f"training throughput (augmentation + forward + backward + AdamW): {per_second:.1f} images/s")
-    print(f"projected full run ({epochs} epochs x {train_images} images, before early stopping): "
-          f"{epochs * train_images / per_second / 60:.0f} min")
+    print(
+        f"projected full run ({epochs} epochs x {train_images} images, before early stopping): "
+        f"{epochs * train_images / per_second / 60:.0f} min"
+    )
     return 0
 
 

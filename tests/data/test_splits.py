@@ -1,6 +1,9 @@
 from collections import Counter
 
-from conftest import lesion_like, save_image
+import numpy as np
+from PIL import Image
+
+from conftest import save_image
 from dermalens.data.duplicates import find_duplicates
 from dermalens.data.records import Dataset, Record
 from dermalens.data.splits import Split, kfold_dataset, split_dataset
@@ -55,13 +58,22 @@ def test_kfold_is_leak_free():
     _assert_no_group_in_two_splits(ds, split)
 
 
+def _textured(seed: int) -> np.ndarray:
+    """A photo-like image: a smooth random field (distinct per seed) plus sensor noise."""
+    rng = np.random.default_rng(seed)
+    field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+        (200, 150), Image.Resampling.BICUBIC
+    )
+    return np.clip(np.asarray(field) + rng.normal(0, 3, (150, 200, 3)), 0, 255).astype(np.uint8)
+
+
 def test_duplicates_exact_and_near(tmp_path):
-    base = lesion_like(7, (200, 150))
+    base = _textured(7)
     save_image(tmp_path / "a.png", base, "PNG")
     (tmp_path / "b.png").write_bytes((tmp_path / "a.png").read_bytes())  # byte-identical
     tinted = (base * [1.1, 0.95, 0.9]).clip(0, 255).astype("uint8")  # same photo, other colour cast
     save_image(tmp_path / "c.jpg", tinted)
-    save_image(tmp_path / "d.png", lesion_like(99, (200, 150))[::-1].copy(), "PNG")  # another lesion
+    save_image(tmp_path / "d.png", _textured(99), "PNG")  # another lesion
     report = find_duplicates({p.stem: p for p in sorted(tmp_path.iterdir())})
     assert [(p.a, p.b) for p in report.exact()] == [("a", "b")]
     near = {(p.a, p.b) for p in report.near()}

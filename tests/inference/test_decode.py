@@ -88,4 +88,4 @@ def test_preprocessing_shapes_and_constancy():
     tinted = (lesion_like(6).astype(float) * [1.3, 1.0, 0.7]).clip(0, 255).astype(np.uint8)
     balanced = shades_of_gray(tinted).reshape(-1, 3).astype(float)
     means = balanced.mean(0)
-    assert means.max() - means.min() < (tinted.reshape(-1, 3).mean(0).ptp()) / 2
+    assert means.max() - means.min() < np.ptp(tinted.reshape(-1, 3).mean(0)) / 2

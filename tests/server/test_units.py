@@ -12,10 +12,10 @@ import pytest
 
 from dermalens.server.commands import register, settings_from_args
 from dermalens.server.i18n import choose_language, parse_accept_language, translations
-from dermalens.server.render import heatmap_rgba, label_from_filename
+from dermalens.server.render import heatmap_rgba
 from dermalens.server.settings import LANGUAGES, ServerSettings
 from dermalens.server.sniff import describe, sniff
-from dermalens.taxonomy import DIAGNOSES
+from dermalens.taxonomy import DIAGNOSES, label_from_filename
 
 from .samples import jpeg, png
 

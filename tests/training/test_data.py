@@ -25,4 +25,6 @@ def test_balancing_orders():
     sampled = epoch_order(targets, 2, BalanceConfig(method="sampler"), 0, 0)
     assert 30 < Counter(targets[i] for i in sampled)[1] < 70
     plain = epoch_order(targets, 2, BalanceConfig(method="none"), 0, 5)
-    assert sorted(plain) == list(range(100)) and plain == epoch_order(targets, 2, BalanceConfig(method="none"), 0, 5)
+    assert sorted(plain) == list(range(100)) and plain == epoch_order(
+        targets, 2, BalanceConfig(method="none"), 0, 5
+    )

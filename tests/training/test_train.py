@@ -46,15 +46,25 @@ def test_train_writes_loadable_artifact_and_logs(tiny_dataset, tmp_path):
 
 
 def test_resume_after_kill_matches_uninterrupted(tiny_dataset, tmp_path):
-    straight = write_config(tmp_path / "a.yaml", tiny_dataset, tmp_path / "a", stages=[
-        {"name": "warmup", "epochs": 1, "lr": 0.002, "freeze_backbone": True},
-        {"name": "finetune", "epochs": 4, "lr": 0.001},
-    ])
+    straight = write_config(
+        tmp_path / "a.yaml",
+        tiny_dataset,
+        tmp_path / "a",
+        stages=[
+            {"name": "warmup", "epochs": 1, "lr": 0.002, "freeze_backbone": True},
+            {"name": "finetune", "epochs": 4, "lr": 0.001},
+        ],
+    )
     assert _train("--config", str(straight)).returncode == 0
-    killed = write_config(tmp_path / "b.yaml", tiny_dataset, tmp_path / "b", stages=[
-        {"name": "warmup", "epochs": 1, "lr": 0.002, "freeze_backbone": True},
-        {"name": "finetune", "epochs": 4, "lr": 0.001},
-    ])
+    killed = write_config(
+        tmp_path / "b.yaml",
+        tiny_dataset,
+        tmp_path / "b",
+        stages=[
+            {"name": "warmup", "epochs": 1, "lr": 0.002, "freeze_backbone": True},
+            {"name": "finetune", "epochs": 4, "lr": 0.001},
+        ],
+    )
     run = tmp_path / "b" / "tiny"
     cmd = [sys.executable, "-m", "dermalens.cli", "train", "--no-progress", "--config", str(killed)]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -87,8 +97,12 @@ def test_rerun_one_stage_and_unknown_stage(tiny_dataset, tmp_path):
 def test_curriculum_stage_with_its_own_data(tiny_dataset, tmp_path):
     stages = [
         {"name": "general", "epochs": 1, "lr": 0.002, "freeze_backbone": True},
-        {"name": "specialise", "epochs": 1, "lr": 0.0005,
-         "data": {"path": str(tiny_dataset), "dedup": False, "val": 0.25, "test": 0.0, "limit": 16}},
+        {
+            "name": "specialise",
+            "epochs": 1,
+            "lr": 0.0005,
+            "data": {"path": str(tiny_dataset), "dedup": False, "val": 0.25, "test": 0.0, "limit": 16},
+        },
     ]
     config = write_config(tmp_path / "c.yaml", tiny_dataset, tmp_path / "runs", stages=stages)
     done = _train("--config", str(config))
@@ -100,8 +114,18 @@ def test_curriculum_stage_with_its_own_data(tiny_dataset, tmp_path):
 def test_ddp_two_cpu_processes(tiny_dataset, tmp_path):
     config = write_config(tmp_path / "c.yaml", tiny_dataset, tmp_path / "runs")
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "dermalens.cli", "train", "--no-progress",
-           "--config", str(config)]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "dermalens.cli",
+        "train",
+        "--no-progress",
+        "--config",
+        str(config),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     history = json.loads((tmp_path / "runs" / "tiny" / "metrics.json").read_text())

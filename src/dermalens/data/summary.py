@@ -167,7 +167,7 @@ def write_eda_report(
     rng = np.random.default_rng(0)
     for row, label in enumerate(labels):
         pool = [r for r in dataset.records if r.label == label]
-        picks = rng.choice(len(pool), size=min(samples, len(pool)), replace=False) if pool else []
+        picks: Any = rng.choice(len(pool), size=min(samples, len(pool)), replace=False) if pool else []
         for col in range(samples):
             ax = axes[row][col]
             ax.axis("off")

@@ -24,7 +24,7 @@ import numpy as np
 
 from dermalens.data.records import Record
 from dermalens.inference.decode import ImageDecodeError
-from dermalens.inference.ood import OodGate
+from dermalens.inference.ood import OodGate, colour_score
 from dermalens.inference.predictor import softmax
 from dermalens.inference.preprocess import load_canonical, normalize
 from dermalens.inference.tta import tta_views
@@ -96,6 +96,7 @@ def collect_outputs(
     failed: list[tuple[str, str]] = []
     views: list[list[np.ndarray]] = [[] for _ in range(tta)]
     features: list[np.ndarray] = []
+    colour: list[float] = []
     workers = min(4, os.cpu_count() or 1)
     bar = tqdm(total=len(records), desc=f"{meta.name}", unit="img", disable=not progress)
     with ThreadPoolExecutor(workers) as pool:  # PIL decodes without the GIL: overlap with inference
@@ -108,6 +109,7 @@ def collect_outputs(
                     continue
                 ids.append(record.image_id)
                 inputs.append(normalize(canon, meta.preprocessing))
+                colour.append(colour_score(canon))
             bar.update(len(chunk))
             if not inputs:
                 continue
@@ -125,7 +127,9 @@ def collect_outputs(
     n_classes = len(meta.classes)
     logits = np.stack([np.concatenate(v) if v else np.zeros((0, n_classes), np.float32) for v in views])
     feats = np.concatenate(features) if features else None
-    ood = gate.score(feats) if gate is not None and feats is not None and len(feats) else np.zeros(len(ids))
+    ood = np.zeros(len(ids))
+    if gate is not None and feats is not None and len(feats):
+        ood = gate.score(feats, colour)
     return Outputs(folder, meta, ids, logits, feats, np.asarray(ood, dtype=np.float64), failed)
 
 

@@ -16,11 +16,17 @@ from dermalens.taxonomy import label_from_filename
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     predict = sub.add_parser("predict", help="predict images or folders (recursive); table, CSV, heatmaps")
     predict.add_argument("paths", nargs="+", type=Path, help="image files or folders")
-    predict.add_argument("--model", action="append", help="artifact folder (repeat for an ensemble); default: bundled")
+    predict.add_argument(
+        "--model", action="append", help="artifact folder (repeat for an ensemble); default: bundled"
+    )
     predict.add_argument("--csv", type=Path, help="write results as CSV (UTF-8 with BOM, opens in Excel)")
     predict.add_argument("--tta", type=int, default=1, help="test-time augmentation views, 1-8 (default 1)")
-    predict.add_argument("--heatmaps", type=Path, help="write a heatmap overlay PNG per image into this folder")
-    predict.add_argument("--threshold", type=float, help="operating threshold on p_malignant (default: the model's)")
+    predict.add_argument(
+        "--heatmaps", type=Path, help="write a heatmap overlay PNG per image into this folder"
+    )
+    predict.add_argument(
+        "--threshold", type=float, help="operating threshold on p_malignant (default: the model's)"
+    )
     predict.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
     predict.add_argument("--batch", type=int, default=32, help="images per inference batch")
     predict.add_argument("--quiet", action="store_true", help="no table, no progress bar")
@@ -38,7 +44,9 @@ def iter_images(paths: list[Path]) -> Iterator[Path]:
     so that it is reported, not silently skipped."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            yield from sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
         else:
             yield path
 
@@ -114,8 +122,10 @@ def _print_summary(rows: list[dict[str, object]], threshold: float) -> None:
     errors = len(rows) - len(ok)
     malignant = sum(r["decision"] == "malignant" for r in ok)
     ood = sum(bool(r["ood"]) for r in ok)
-    print(f"\n{len(ok)} images predicted, {errors} unreadable; {malignant} malignant at threshold {threshold:.3f}; "
-          f"{ood} flagged as not dermoscopy")
+    print(
+        f"\n{len(ok)} images predicted, {errors} unreadable; {malignant} malignant at threshold {threshold:.3f}; "
+        f"{ood} flagged as not dermoscopy"
+    )
     judged = [r for r in ok if r["correct"] != ""]
     if judged:
         right = sum(r["correct"] is True for r in judged)
@@ -123,8 +133,18 @@ def _print_summary(rows: list[dict[str, object]], threshold: float) -> None:
 
 
 def _write_csv(path: Path, rows: list[dict[str, object]], classes: list[str]) -> None:
-    fields = ["file", "prediction", "p_malignant", "decision", *[f"p_{c}" for c in classes], "ood", "ood_score",
-              "true_label", "correct", "error"]
+    fields = [
+        "file",
+        "prediction",
+        "p_malignant",
+        "decision",
+        *[f"p_{c}" for c in classes],
+        "ood",
+        "ood_score",
+        "true_label",
+        "correct",
+        "error",
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8-sig") as handle:  # BOM: Excel reads UTF-8
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")

@@ -14,8 +14,12 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.n
     """Blend a [0, 1] heatmap (jet-like ramp) over the canonical RGB image."""
     value = np.clip(heatmap, 0, 1)[..., None]
     ramp = np.concatenate(
-        [np.clip(1.5 - np.abs(4 * value - 3), 0, 1), np.clip(1.5 - np.abs(4 * value - 2), 0, 1),
-         np.clip(1.5 - np.abs(4 * value - 1), 0, 1)], axis=-1
+        [
+            np.clip(1.5 - np.abs(4 * value - 3), 0, 1),
+            np.clip(1.5 - np.abs(4 * value - 2), 0, 1),
+            np.clip(1.5 - np.abs(4 * value - 1), 0, 1),
+        ],
+        axis=-1,
     )
     blended = (1 - alpha * value) * image.astype(np.float32) + alpha * value * ramp * 255
     return np.clip(blended, 0, 255).astype(np.uint8)

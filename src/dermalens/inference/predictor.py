@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from dermalens.inference.decode import ImageDecodeError, ImageInput
-from dermalens.inference.ood import OodGate
+from dermalens.inference.ood import OodGate, colour_score
 from dermalens.inference.preprocess import Preprocessing, load_canonical, normalize
 from dermalens.inference.results import Prediction, PredictionError
 from dermalens.inference.runtime import create_runtime
@@ -113,10 +113,26 @@ class Classifier:
         return float(np.mean([m.meta.threshold for m in self.members]))
 
     @overload
-    def predict(self, images: ImageInput, **kwargs: Any) -> Prediction: ...
+    def predict(
+        self,
+        images: ImageInput,
+        *,
+        heatmap: bool = ...,
+        threshold: float | None = ...,
+        tta: int | None = ...,
+        keep_image: bool = ...,
+    ) -> Prediction: ...
 
     @overload
-    def predict(self, images: list[ImageInput], **kwargs: Any) -> list[Prediction | PredictionError]: ...
+    def predict(
+        self,
+        images: list[ImageInput],
+        *,
+        heatmap: bool = ...,
+        threshold: float | None = ...,
+        tta: int | None = ...,
+        keep_image: bool = ...,
+    ) -> list[Prediction | PredictionError]: ...
 
     def predict(
         self,
@@ -178,7 +194,9 @@ class Classifier:
                 out = member.infer(batch)
                 probs += softmax(out["logits"], member.meta.temperature)
                 if member.gate is not None and view_index == 0:
-                    ood = np.maximum(ood, member.gate.score(out["features"]))
+                    ood = np.maximum(
+                        ood, member.gate.score(out["features"], [colour_score(c) for c in canon])
+                    )
                 if heatmap and member is self.members[0]:
                     for j in range(n):
                         maps[j].append(undo_view(out["cam"][j], view_index))

@@ -58,7 +58,7 @@ def create_model(
         model.load_state_dict(state, strict=False)
     elif pretrained:
         load_imagenet_weights(model, name)
-    if checkpoint is None:
+    if checkpoint is None and not (pretrained and num_classes == 1000):  # keep ImageNet's own head
         reset_head(model)
     return model
 

@@ -23,7 +23,7 @@ def has_linear_cam(model: nn.Module) -> bool:
     MobileNetV3 (a conv after pooling) and ConvNeXt/ViT (norms after pooling) are not.
     """
     pool_type = getattr(getattr(model, "global_pool", None), "pool_type", "")
-    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None  # type: ignore[operator]
     return (
         type(model).__name__ in LINEAR_CAM_FAMILIES
         and isinstance(classifier, nn.Linear)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import base64
 import io
-import re
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from dermalens.inference.results import Prediction
-from dermalens.taxonomy import BINARY_LABELS, DIAGNOSES, UnknownLabelError, binary_label, normalize_label
+from dermalens.inference.results import Prediction, correctness
+from dermalens.taxonomy import DIAGNOSES
 
 #: Colour ramp (value, RGB) of the evidence map: blue (low) → cyan → yellow → red (high).
 _RAMP = ((0.0, (0, 0, 255)), (0.35, (0, 255, 255)), (0.65, (255, 255, 0)), (1.0, (255, 0, 0)))
@@ -39,40 +37,6 @@ def heatmap_png_base64(heatmap: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(heatmap_rgba(heatmap), "RGBA").save(buffer, "PNG", compress_level=3)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def label_from_filename(filename: str) -> str | None:
-    """The label a file name carries, e.g. ``sample_3_malignant_mel.jpg`` → ``mel``; None if none.
-
-    Tokens are split on ``_``, ``-``, ``.`` and spaces; groups of up to three tokens are
-    tried so ``basal_cell_carcinoma`` works. A diagnosis wins over a benign/malignant
-    word; two different diagnoses, or only bare numbers, give None (``img_1.jpg`` is not
-    "malignant").
-    """
-    stem = PurePosixPath(filename.replace("\\", "/")).name
-    stem = re.sub(r"\.[A-Za-z0-9]{2,5}$", "", stem)
-    tokens = [t for t in re.split(r"[\s_.\-]+", stem.lower()) if t and not t.isdigit()]
-    found_dx: set[str] = set()
-    found_binary: set[str] = set()
-    for size in (3, 2, 1):
-        for start in range(len(tokens) - size + 1):
-            try:
-                code = normalize_label(" ".join(tokens[start : start + size]))
-            except UnknownLabelError:
-                continue
-            (found_binary if code in BINARY_LABELS else found_dx).add(code)
-    if found_dx:
-        return found_dx.pop() if len(found_dx) == 1 else None
-    return found_binary.pop() if len(found_binary) == 1 else None
-
-
-def correctness(label: str | None, prediction: Prediction) -> tuple[bool | None, bool | None]:
-    """(decision matches the label's benign/malignant class, diagnosis matches a dx label)."""
-    if label is None:
-        return None, None
-    correct = prediction.decision == binary_label(label)
-    correct_dx = prediction.prediction == label if label in DIAGNOSES else None
-    return correct, correct_dx
 
 
 def result_dict(

@@ -24,9 +24,8 @@ from starlette.datastructures import UploadFile
 
 from dermalens.inference.decode import ACCEPTED_HELP
 from dermalens.server.errors import ApiError
-from dermalens.server.render import label_from_filename
 from dermalens.server.sniff import sniff, unsupported_message
-from dermalens.taxonomy import UnknownLabelError, normalize_label
+from dermalens.taxonomy import UnknownLabelError, label_from_filename, normalize_label
 
 #: HTTP status for each `ImageDecodeError.kind`.
 STATUS_BY_KIND = {"empty": 422, "unsupported": 415, "corrupt": 422, "too_large": 413, "missing": 422}

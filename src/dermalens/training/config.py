@@ -131,7 +131,7 @@ def _build(cls: Any, data: Any) -> Any:
     """Recursively build dataclass `cls` from plain data, rejecting unknown keys."""
     if data is None:
         return None
-    if not dataclasses.is_dataclass(cls):
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         return data
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected a mapping, got {data!r}")

@@ -36,8 +36,9 @@ class WeightedLoss(nn.Module):
         if self.gamma:
             p_true = torch.softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
             loss = (1 - p_true) ** self.gamma * loss
-        if self.weight.numel():
-            sample_weight = self.weight[target]
+        weight: torch.Tensor = self.weight  # type: ignore[assignment]
+        if weight.numel():
+            sample_weight = weight[target]
             return (loss * sample_weight).sum() / sample_weight.sum()
         return loss.mean()
 

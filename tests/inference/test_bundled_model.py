@@ -1,0 +1,51 @@
+"""The bundled model on real data: it loads without torch's help, predicts HAM10000 test images
+sensibly, and its OOD gate refuses photos that are not dermoscopy."""
+
+import numpy as np
+import pytest
+
+from dermalens import Classifier
+from dermalens.data.readers import load_dataset
+from dermalens.data.splits import Split
+from dermalens.models.artifact import BUNDLED_DIR
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return Classifier.load()
+
+
+def test_card_fields(bundled):
+    meta = bundled.meta
+    assert meta.classes == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    assert meta.malignant == ["akiec", "bcc", "mel"]
+    assert 0 < meta.threshold < 1 and meta.temperature > 0 and meta.ood_threshold
+    assert "CC BY-NC" in meta.license and (BUNDLED_DIR / "MODEL_CARD.md").is_file()
+
+
+def test_test_split_sample_is_well_ranked_and_accepted(bundled, ham10000):
+    from sklearn.metrics import roc_auc_score
+
+    test_ids = Split.load(BUNDLED_DIR.parents[1] / "configs/splits/ham10000-seed0.json").ids("test")
+    records = [r for r in load_dataset(ham10000, verify=False).records if r.image_id in test_ids][::6]
+    results = bundled.predict([r.path for r in records])
+    truth = np.array([r.binary == "malignant" for r in records])
+    scores = np.array([p.p_malignant for p in results])
+    assert roc_auc_score(truth, scores) > 0.8
+    assert np.mean([p.ood for p in results]) < 0.05
+
+
+def test_natural_photos_are_refused(bundled):
+    from skimage import data
+
+    photos = [
+        data.chelsea(),
+        data.coffee(),
+        data.astronaut(),
+        data.rocket(),
+        data.page(),
+        np.zeros((100, 100, 3), np.uint8),
+    ]
+    assert all(p.ood for p in bundled.predict(photos))

@@ -1,0 +1,56 @@
+import csv
+
+from conftest import lesion_like, save_image
+from dermalens.cli import main
+
+
+def test_predict_folder_csv_heatmaps_and_bad_file(tiny_artifact, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    save_image(folder / "sample_1_malignant_mel.jpg", lesion_like(1))
+    save_image(folder / "sub" / "benign_nv_2.png", lesion_like(2), "PNG")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "out.csv"
+    code = main(
+        [
+            "predict",
+            str(folder),
+            "--model",
+            str(tiny_artifact),
+            "--csv",
+            str(out),
+            "--heatmaps",
+            str(tmp_path / "maps"),
+            "--tta",
+            "2",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM for Excel
+    rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+    by_name = {r["file"].rsplit("/", 1)[-1]: r for r in rows}
+    assert set(by_name) == {"sample_1_malignant_mel.jpg", "benign_nv_2.png", "broken.jpg"}
+    assert by_name["sample_1_malignant_mel.jpg"]["true_label"] == "mel"
+    assert by_name["sample_1_malignant_mel.jpg"]["correct"] in ("True", "False")
+    assert by_name["broken.jpg"]["error"]
+    assert {f"p_{c}" for c in ("akiec", "mel", "nv")} <= set(rows[0])
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
+        "benign_nv_2_heatmap.png",
+        "sample_1_malignant_mel_heatmap.png",
+    ]
+    printed = capsys.readouterr().out
+    assert "1 unreadable" in printed and "accuracy (benign/malignant) on 2 labelled" in printed
+    assert "not a diagnosis" in printed
+
+
+def test_export_cli(tiny_artifact, tmp_path):
+    assert (
+        main(["export", "--model", str(tiny_artifact), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+        == 0
+    )
+    assert (tmp_path / "m.onnx").stat().st_size > 1_000_000
+
+
+def test_predict_nothing_found(tiny_artifact, tmp_path):
+    assert main(["predict", str(tmp_path), "--model", str(tiny_artifact), "--quiet"]) == 2
