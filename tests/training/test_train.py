@@ -46,25 +46,13 @@ def test_train_writes_loadable_artifact_and_logs(tiny_dataset, tmp_path):
 
 
 def test_resume_after_kill_matches_uninterrupted(tiny_dataset, tmp_path):
-    straight = write_config(
-        tmp_path / "a.yaml",
-        tiny_dataset,
-        tmp_path / "a",
-        stages=[
-            {"name": "warmup", "epochs": 1, "lr": 0.002, "freeze_backbone": True},
-            {"name": "finetune", "epochs": 4, "lr": 0.001},
-        ],
-    )
+    stages = [
+        {"name": "warmup", "epochs": 1, "lr": 0.002, "freeze_backbone": True},
+        {"name": "finetune", "epochs": 4, "lr": 0.001},
+    ]
+    straight = write_config(tmp_path / "a.yaml", tiny_dataset, tmp_path / "a", stages=stages)
     assert _train("--config", str(straight)).returncode == 0
-    killed = write_config(
-        tmp_path / "b.yaml",
-        tiny_dataset,
-        tmp_path / "b",
-        stages=[
-            {"name": "warmup", "epochs": 1, "lr": 0.002, "freeze_backbone": True},
-            {"name": "finetune", "epochs": 4, "lr": 0.001},
-        ],
-    )
+    killed = write_config(tmp_path / "b.yaml", tiny_dataset, tmp_path / "b", stages=stages)
     run = tmp_path / "b" / "tiny"
     cmd = [sys.executable, "-m", "dermalens.cli", "train", "--no-progress", "--config", str(killed)]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
