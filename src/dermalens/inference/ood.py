@@ -10,7 +10,7 @@ the share of real lesions refused is chosen, not guessed; both live in the artif
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,7 @@ MIN_CHROMA = 2.0
 
 def colour_score(canon: np.ndarray) -> float:
     """MIN_CHROMA / chroma of a canonical uint8 H×W×3 image: above 1.0 means grayscale-like."""
-    pixels = canon.astype(np.int16)
-    chroma = float((pixels.max(axis=2) - pixels.min(axis=2)).mean())
+    chroma = float((canon.max(axis=2) - canon.min(axis=2)).mean())  # uint8: max ≥ min, no overflow
     return MIN_CHROMA / max(chroma, 0.02)
 
 
@@ -34,15 +33,28 @@ class OodGate:
     means: np.ndarray  # [C, D] class means of training embeddings
     precision: np.ndarray  # [D, D] inverse of the shared covariance
     threshold: float  # raw distance above which an image is out of distribution
+    _cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance to the nearest class mean, [N]."""
-        features = features.astype(np.float32)
-        best = np.full(len(features), np.inf, dtype=np.float32)
-        for mean in self.means:
-            diff = features - mean
-            best = np.minimum(best, ((diff @ self.precision) * diff).sum(axis=1))  # 50× faster than einsum
-        return best
+        """Squared Mahalanobis distance to the nearest class mean, [N].
+
+        Expanded as fᵀPf − 2fᵀPμ_c + μ_cᵀPμ_c so that one matrix product serves every class
+        (the per-class form costs one D×D product per class: 7× slower at batch 1).
+        """
+        precision, precision_means, mean_terms = self._expanded()
+        features = features.astype(np.float64)
+        projected = features @ precision  # [N, D]
+        per_class = (projected * features).sum(axis=1)[:, None] - 2.0 * features @ precision_means.T + mean_terms
+        return np.maximum(per_class.min(axis=1), 0.0).astype(np.float32)
+
+    def _expanded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """float64 P, Pμ_c and μ_cᵀPμ_c, computed once (float64: the expansion subtracts large terms)."""
+        if self._cache is None:
+            precision = self.precision.astype(np.float64)
+            precision_means = self.means.astype(np.float64) @ precision
+            mean_terms = (precision_means * self.means.astype(np.float64)).sum(axis=1)[None, :]
+            self._cache = (precision, precision_means, mean_terms)
+        return self._cache
 
     def score(self, features: np.ndarray, colour_scores: list[float] | None = None) -> np.ndarray:
         """Distance divided by the threshold, or the images' `colour_score` when higher:
