@@ -116,8 +116,10 @@ def test_predict_page_end_to_end(page_factory: Any, live_server: LiveServer) -> 
     assert "dermoscopy" in page.locator(".card", has_text="noise_photo.png").locator(".warn.ood").inner_text()
     bad = page.locator(".card[data-state=error]")
     assert "notes.jpg" in bad.inner_text() and "not an accepted image" in bad.inner_text()
-    if page.locator(".verdict.malignant").count():
+    in_distribution = page.locator(".card[data-state=done]:not(:has(.warn.ood))")
+    if in_distribution.locator(".verdict.malignant").count():
         assert "dermatologist" in page.locator(".warn.risk").first.inner_text()
+    assert page.locator(".card", has_text="noise_photo.png").locator(".warn.risk").count() == 0  # OOD: no verdict
     assert page.locator(".disclaimer-box").is_visible()
     assert "dermatologist" in page.locator(".disclaimer-box").inner_text()
     assert page.locator("[data-stat=accuracy]").is_visible()

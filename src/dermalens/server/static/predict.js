@@ -147,7 +147,8 @@
       el("p", { class: "small", text: t("card.threshold", { pct: pct(r.threshold) }) }),
     );
     if (r.ood) node.append(el("p", { class: "warn ood", text: t("card.ood") }));
-    if (r.decision === "malignant") node.append(el("p", { class: "warn risk", text: t("card.high_risk") }));
+    // An unusable image gets the OOD warning only: a "high risk" verdict on a cat photo would mislead.
+    if (r.decision === "malignant" && !r.ood) node.append(el("p", { class: "warn risk", text: t("card.high_risk") }));
     if (r.true_label) {
       node.append(el("p", { class: `truth ${r.correct ? "correct" : "incorrect"}` },
         (r.correct ? "✓ " : "✗ ") + t(r.correct ? "card.correct" : "card.incorrect") + " — " +
