@@ -119,7 +119,9 @@ def test_predict_page_end_to_end(page_factory: Any, live_server: LiveServer) -> 
     in_distribution = page.locator(".card[data-state=done]:not(:has(.warn.ood))")
     if in_distribution.locator(".verdict.malignant").count():
         assert "dermatologist" in page.locator(".warn.risk").first.inner_text()
-    assert page.locator(".card", has_text="noise_photo.png").locator(".warn.risk").count() == 0  # OOD: no verdict
+    assert (
+        page.locator(".card", has_text="noise_photo.png").locator(".warn.risk").count() == 0
+    )  # OOD: no verdict
     assert page.locator(".disclaimer-box").is_visible()
     assert "dermatologist" in page.locator(".disclaimer-box").inner_text()
     assert page.locator("[data-stat=accuracy]").is_visible()

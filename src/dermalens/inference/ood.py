@@ -44,7 +44,9 @@ class OodGate:
         precision, precision_means, mean_terms = self._expanded()
         features = features.astype(np.float64)
         projected = features @ precision  # [N, D]
-        per_class = (projected * features).sum(axis=1)[:, None] - 2.0 * features @ precision_means.T + mean_terms
+        per_class = (
+            (projected * features).sum(axis=1)[:, None] - 2.0 * features @ precision_means.T + mean_terms
+        )
         return np.maximum(per_class.min(axis=1), 0.0).astype(np.float32)
 
     def _expanded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
