@@ -94,3 +94,29 @@ def test_damaged_artifact_is_refused(tiny_artifact, tmp_path):
         load_meta(copy)
     with pytest.raises(ArtifactError, match="not a dermalens model artifact"):
         Classifier.load(tmp_path)
+
+
+def test_grad_cam_for_a_head_without_exact_cam(tmp_path):
+    """MobileNetV3 has a conv after pooling: the ONNX CAM is zero, the PyTorch runtime uses Grad-CAM."""
+    import torch
+
+    from dermalens.inference.preprocess import Preprocessing
+    from dermalens.models.artifact import ArtifactMeta
+    from dermalens.models.build import random_gate, save_artifact
+    from dermalens.models.factory import create_model
+    from dermalens.taxonomy import DX_CODES
+
+    torch.manual_seed(0)
+    model = create_model("mobilenetv3_large_100", pretrained=False, num_classes=7).eval()
+    meta = ArtifactMeta(
+        name="mnv3",
+        architecture="mobilenetv3_large_100",
+        classes=list(DX_CODES),
+        malignant=["akiec", "bcc", "mel"],
+        preprocessing=Preprocessing(input_size=(64, 48)),
+    )
+    folder = save_artifact(model, tmp_path / "mnv3", meta, random_gate(1280, 7))
+    onnx_map = Classifier.load(folder).predict(lesion_like(1), heatmap=True).heatmap
+    torch_map = Classifier.load(folder, runtime="torch").predict(lesion_like(1), heatmap=True).heatmap
+    assert onnx_map.max() == 0.0
+    assert torch_map.shape == (48, 64) and torch_map.max() > 0.0

@@ -57,13 +57,17 @@ class TorchRuntime:
         self.model = build_from_meta(meta, folder / WEIGHTS_FILE).eval()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        from dermalens.models.heads import forward_all
+        from dermalens.models.heads import forward_all, has_linear_cam
 
+        tensor = self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         with self.torch.inference_mode():
-            out = forward_all(
-                self.model, self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-            )
-        return {k: v.float().numpy() for k, v in out.items()}
+            out = {k: v.float().numpy() for k, v in forward_all(self.model, tensor).items()}
+        if not has_linear_cam(self.model):  # no exact CAM: Grad-CAM of the top class in every channel
+            from dermalens.inference.gradcam import grad_cam
+
+            maps = grad_cam(self.model, tensor.clone(), out["logits"].argmax(axis=1).tolist())
+            out["cam"] = np.repeat(maps[:, None], out["logits"].shape[1], axis=1)
+        return out
 
 
 def create_runtime(
