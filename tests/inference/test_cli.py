@@ -54,3 +54,19 @@ def test_export_cli(tiny_artifact, tmp_path):
 
 def test_predict_nothing_found(tiny_artifact, tmp_path):
     assert main(["predict", str(tmp_path), "--model", str(tiny_artifact), "--quiet"]) == 2
+
+
+def test_quantize_makes_a_loadable_int8_artifact(tiny_artifact, tmp_path):
+    import numpy as np
+
+    from dermalens import Classifier
+    from dermalens.models.quantize import quantize_artifact
+
+    images = [lesion_like(i) for i in range(8)]
+    out = quantize_artifact(tiny_artifact, tmp_path / "int8", images, batch=4)
+    fp32, int8 = Classifier.load(tiny_artifact), Classifier.load(out)
+    assert int8.meta.name.endswith("-int8")
+    assert (out / "model.onnx").stat().st_size < (tiny_artifact / "model.onnx").stat().st_size / 2
+    a = np.array(list(fp32.predict(lesion_like(20)).probabilities.values()))
+    b = np.array(list(int8.predict(lesion_like(20)).probabilities.values()))
+    assert np.abs(a - b).max() < 0.2

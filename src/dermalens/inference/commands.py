@@ -38,6 +38,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(func=run_export)
 
+    quant = sub.add_parser(
+        "quantize", help="write an INT8 copy of an artifact (static, calibrated on a split)"
+    )
+    quant.add_argument("--model", help="artifact folder (default: bundled)")
+    quant.add_argument("--data", type=Path, required=True, help="dataset with the calibration images")
+    quant.add_argument("--split", type=Path, help="split file; calibrate on --split-name (default val)")
+    quant.add_argument("--split-name", default="val")
+    quant.add_argument("--n", type=int, default=200, help="calibration images (spread evenly)")
+    quant.add_argument("--out", type=Path, required=True, help="folder of the INT8 artifact")
+    quant.set_defaults(func=run_quantize)
+
 
 def iter_images(paths: list[Path]) -> Iterator[Path]:
     """Files as given, and every image below each folder (sorted); a missing path is yielded too
@@ -161,4 +172,20 @@ def run_export(args: argparse.Namespace) -> int:
     model = build_from_meta(meta, folder / WEIGHTS_FILE)
     out = export(model, args.out, args.format, meta.preprocessing.input_size)
     print(f"exported {meta.name} ({meta.architecture}) to {out} [{args.format}]")
+    return 0
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    from dermalens.data.readers import load_dataset
+    from dermalens.data.splits import Split
+    from dermalens.models.quantize import quantize_artifact
+
+    records = load_dataset(args.data, verify=False).records
+    if args.split:
+        ids = Split.load(args.split).ids(args.split_name)
+        records = [r for r in records if r.image_id in ids]
+    step = max(1, len(records) // max(1, args.n))
+    paths = [r.path for r in records[::step]][: args.n]
+    out = quantize_artifact(args.model, args.out, paths)
+    print(f"INT8 artifact: {out} (calibrated on {len(paths)} images); measure it with `dermalens compare`")
     return 0

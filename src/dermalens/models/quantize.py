@@ -1,0 +1,70 @@
+"""INT8 ONNX (static quantisation, QDQ) of an artifact, calibrated on images the model was validated on.
+
+Why static: dynamic quantisation only covers MatMul/Gemm, and an EfficientNet is convolutions.
+The quantised copy is a separate artifact (same metadata, ``-int8`` name), so its accuracy
+change can be measured with `dermalens evaluate`/`compare` before anyone serves it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dermalens.inference.decode import ImageInput
+from dermalens.inference.preprocess import prepare
+from dermalens.models.artifact import META_FILE, ONNX_FILE, load_meta, write_meta
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over preprocessed images, in small batches."""
+
+    def __init__(self, batches: Iterator[np.ndarray]) -> None:
+        self.batches = batches
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self.batches, None)
+        return None if batch is None else {"image": batch}
+
+
+def quantize_artifact(
+    source: str | Path, out: str | Path, calibration: Sequence[ImageInput], batch: int = 16
+) -> Path:
+    """Write an INT8 copy of artifact `source` to `out`, calibrated on `calibration` images."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    folder, meta = load_meta(source)
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(folder, out)
+    spec = meta.preprocessing
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in range(0, len(calibration), batch):
+            yield np.stack([prepare(item, spec) for item in calibration[start : start + batch]])
+
+    prepared = out / "model.pre.onnx"
+    quant_pre_process(str(folder / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
+    quantize_static(
+        str(prepared),
+        str(out / ONNX_FILE),
+        _Reader(batches()),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    prepared.unlink()
+    meta.name = f"{meta.name}-int8"
+    meta.training = {
+        **meta.training,
+        "quantized": f"static INT8 (QDQ, per-channel), {len(calibration)} calibration images",
+    }
+    (out / META_FILE).unlink()
+    write_meta(out, meta)
+    return out
