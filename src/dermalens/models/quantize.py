@@ -30,9 +30,16 @@ class _Reader:
 
 
 def quantize_artifact(
-    source: str | Path, out: str | Path, calibration: Sequence[ImageInput], batch: int = 16
+    source: str | Path,
+    out: str | Path,
+    calibration: Sequence[ImageInput],
+    batch: int = 16,
+    method: str = "minmax",
 ) -> Path:
-    """Write an INT8 copy of artifact `source` to `out`, calibrated on `calibration` images."""
+    """Write an INT8 copy of artifact `source` to `out`, calibrated on `calibration` images.
+
+    `method`: "minmax" or "percentile" (clips activation outliers at the 99.999th percentile).
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -43,9 +50,11 @@ def quantize_artifact(
     shutil.copytree(folder, out)
     spec = meta.preprocessing
 
-    def batches() -> Iterator[np.ndarray]:
-        for start in range(0, len(calibration), batch):
-            yield np.stack([prepare(item, spec) for item in calibration[start : start + batch]])
+    size = min(batch, len(calibration))
+
+    def batches() -> Iterator[np.ndarray]:  # equal-sized batches: histogram calibrators stack them
+        for start in range(0, len(calibration) - size + 1, size):
+            yield np.stack([prepare(item, spec) for item in calibration[start : start + size]])
 
     prepared = out / "model.pre.onnx"
     quant_pre_process(str(folder / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
@@ -57,7 +66,8 @@ def quantize_artifact(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=CalibrationMethod.Percentile if method == "percentile" else CalibrationMethod.MinMax,
+        extra_options={"CalibPercentile": 99.999} if method == "percentile" else {},
     )
     prepared.unlink()
     meta.name = f"{meta.name}-int8"
