@@ -188,9 +188,9 @@ class Classifier:
         ood = np.zeros(n)
         maps: list[list[np.ndarray]] = [[] for _ in range(n)]
         for member in self.members:
-            inputs = [normalize(c, member.meta.preprocessing) for c in canon]
+            views = [tta_views(normalize(c, member.meta.preprocessing), tta) for c in canon]
             for view_index in range(tta):
-                batch = np.stack([tta_views(x, tta)[view_index] for x in inputs])
+                batch = np.stack([v[view_index] for v in views])
                 out = member.infer(batch)
                 probs += softmax(out["logits"], member.meta.temperature)
                 if member.gate is not None and view_index == 0:

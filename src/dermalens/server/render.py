@@ -15,21 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dermalens.inference.overlay import heatmap_rgba
 from dermalens.inference.results import Prediction, correctness
 from dermalens.taxonomy import DIAGNOSES
-
-#: Colour ramp (value, RGB) of the evidence map: blue (low) → cyan → yellow → red (high).
-_RAMP = ((0.0, (0, 0, 255)), (0.35, (0, 255, 255)), (0.65, (255, 255, 0)), (1.0, (255, 0, 0)))
-
-
-def heatmap_rgba(heatmap: np.ndarray) -> np.ndarray:
-    """H×W values in [0, 1] → H×W×4 uint8; weak evidence is nearly transparent."""
-    value = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0)
-    stops = np.array([s for s, _ in _RAMP], dtype=np.float32)
-    colours = np.array([c for _, c in _RAMP], dtype=np.float32)
-    rgb = np.stack([np.interp(value, stops, colours[:, k]) for k in range(3)], axis=-1)
-    alpha = 190.0 * value**1.5  # the image stays visible under weak and medium evidence
-    return np.concatenate([rgb, alpha[..., None]], axis=-1).round().astype(np.uint8)
 
 
 def heatmap_png_base64(heatmap: np.ndarray) -> str:
