@@ -83,3 +83,43 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         threshold=0.3,
     )
     return save_artifact(model, tmp_path_factory.mktemp("artifact") / "tiny", meta, gate)
+
+
+@pytest.fixture(scope="session")
+def tiny_fusion_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real metadata-fusion artifact with a hierarchical head (random heads, ImageNet backbone) at
+    64×48: model.onnx has the inputs "image" and "metadata"."""
+    import torch
+
+    from dermalens.inference.metadata import MetadataEncoding
+    from dermalens.models.build import save_artifact
+    from dermalens.models.factory import create_model
+    from dermalens.models.fusion import META_HIDDEN
+
+    torch.manual_seed(0)
+    encoding = MetadataEncoding()
+    classes = list(DX_CODES)
+    malignant = sorted(MALIGNANT & set(DX_CODES))
+    model = create_model(
+        "tf_efficientnet_lite0",
+        num_classes=len(classes),
+        metadata_dim=encoding.dim,
+        hierarchical=True,
+        malignant=[classes.index(c) for c in malignant],
+    ).eval()
+    for layer in model.head.linears():  # type: ignore[union-attr,operator]
+        torch.nn.init.normal_(layer.weight, std=0.05)
+        torch.nn.init.normal_(
+            layer.weight[:, -META_HIDDEN:], std=1.0
+        )  # metadata columns: visible effects in tests
+    meta = ArtifactMeta(
+        name="tiny-fusion",
+        architecture="tf_efficientnet_lite0",
+        classes=classes,
+        malignant=malignant,
+        preprocessing=Preprocessing(input_size=(64, 48)),
+        head="hierarchical",
+        metadata_inputs=list(encoding.fields),
+        metadata_encoding=encoding.to_dict(),
+    )
+    return save_artifact(model, tmp_path_factory.mktemp("artifact") / "fusion", meta)

@@ -179,3 +179,63 @@ def label_from_filename(filename: str) -> str | None:
     if found_dx:
         return found_dx.pop() if len(found_dx) == 1 else None
     return found_binary.pop() if len(found_binary) == 1 else None
+
+
+# ---- anatomical sites (patient metadata) ---------------------------------------------------
+#: Coarse body-site groups shared by HAM10000 (``localization``, 14 fine values) and ISIC
+#: 2019/2020 (``anatom_site_general``). Why coarse: a model fed HAM10000's "back" must still
+#: read ISIC's "posterior torso"; only the groups below exist in both vocabularies.
+SITE_GROUPS: Final[tuple[str, ...]] = (
+    "head/neck",
+    "torso",
+    "upper extremity",
+    "lower extremity",
+    "palms/soles",
+    "oral/genital",
+)
+_SITE_ALIASES: Final[dict[str, str]] = {
+    **{s: s for s in SITE_GROUPS},
+    **dict.fromkeys(("face", "scalp", "ear", "neck", "head", "head neck", "head and neck"), "head/neck"),
+    **dict.fromkeys(
+        (
+            "back",
+            "trunk",
+            "abdomen",
+            "chest",
+            "anterior torso",
+            "posterior torso",
+            "lateral torso",
+        ),
+        "torso",
+    ),
+    **dict.fromkeys(("hand", "arm", "upper limb", "upper extremities"), "upper extremity"),
+    **dict.fromkeys(("foot", "leg", "lower limb", "lower extremities"), "lower extremity"),
+    **dict.fromkeys(("acral", "palms soles", "palm", "sole", "palms", "soles"), "palms/soles"),
+    **dict.fromkeys(("genital", "oral genital", "oral", "mucosa"), "oral/genital"),
+}
+SEXES: Final[tuple[str, str]] = ("male", "female")
+
+
+def site_group(site: object) -> str | None:
+    """The `SITE_GROUPS` entry for any known spelling of a body site; None when empty/unknown.
+
+    Raises `ValueError` (listing what is accepted) for text that names no known site, so a
+    typo is reported instead of silently becoming "unknown".
+
+    >>> site_group("Lower extremity"), site_group("posterior_torso"), site_group("")
+    ('lower extremity', 'torso', None)
+    """
+    if site is None:
+        return None
+    text = " ".join(str(site).strip().lower().replace("_", " ").replace("/", " ").replace("-", " ").split())
+    if text in ("", "unknown", "nan", "none", "na", "n a"):
+        return None
+    group = _SITE_ALIASES.get(text) or _SITE_ALIASES.get(str(site).strip().lower())
+    if group is None:
+        raise ValueError(f"unknown body site {site!r}; accepted: {', '.join(valid_sites())} (or empty)")
+    return group
+
+
+def valid_sites() -> list[str]:
+    """Every site spelling `site_group` accepts (for error messages, the CLI and the web form)."""
+    return sorted(_SITE_ALIASES)

@@ -32,3 +32,31 @@ def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[2] / "configs"
     for name in ("ham10000.yaml", "smoke.yaml"):
         load_config(root / name)
+
+
+def test_base_config_is_inherited_and_stages_replaced(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "name: base\nbatch_size: 16\nstages:\n  - {name: a, epochs: 1, lr: 0.1}\n  - {name: b, epochs: 2, lr: 0.1}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "base: base.yaml\nname: child\nmodel: {metadata: true}\nstages:\n  - {name: c, epochs: 3, lr: 0.01}\n"
+    )
+    config = load_config(tmp_path / "child.yaml")
+    assert (config.name, config.batch_size, config.model.metadata) == ("child", 16, True)
+    assert [s.name for s in config.stages] == ["c"]
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        load_config(tmp_path / "loop.yaml")
+
+
+def test_ablation_configs_start_from_the_bundled_model():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "ablations"
+    configs = {p.stem: load_config(p) for p in sorted(root.glob("*.yaml"))}
+    assert set(configs) == {"image-heads", "metadata", "hierarchical"}
+    for config in configs.values():
+        assert config.model.checkpoint == "models/default/weights.pt"
+        assert config.data.split_file == "configs/splits/ham10000-seed0.json"  # the same test split
+        assert config.stages[0].freeze_backbone and config.stages[0].backbone_eval
+    assert configs["metadata"].model.metadata and configs["hierarchical"].model.head == "hierarchical"

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dermalens.inference.metadata import PatientMetadata
 from dermalens.taxonomy import binary_label, is_dx_code
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,13 @@ class Record:
     def binary(self) -> str:
         """'benign' or 'malignant'."""
         return binary_label(self.label)
+
+    @property
+    def patient(self) -> PatientMetadata:
+        """Age, sex and body-site group for metadata-fusion models; unparseable values are unknown.
+
+        ``dx_type`` is deliberately never read: it reveals how the label was obtained."""
+        return PatientMetadata.lenient(self.age, self.sex, self.site)
 
     @property
     def has_dx(self) -> bool:

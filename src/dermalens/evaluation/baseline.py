@@ -80,8 +80,10 @@ class BaselineRuntime:
         """[N, C] logits whose softmax is the logistic regression's predict_proba."""
         return np.asarray(standardised @ self.coef.T + self.intercept)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Undo the normalisation (exactly, up to rounding) to get the canonical pixels back."""
+    def run(self, batch: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Undo the normalisation (exactly, up to rounding) to get the canonical pixels back.
+
+        `metadata` is accepted for the runtime contract and ignored (image features only)."""
         mean = np.asarray(self.spec.mean, dtype=np.float32).reshape(1, 3, 1, 1)
         std = np.asarray(self.spec.std, dtype=np.float32).reshape(1, 3, 1, 1)
         pixels = np.clip(np.rint((batch * std + mean) * 255.0), 0, 255).astype(np.uint8)

@@ -91,6 +91,7 @@ def collect_outputs(
 
     folder, meta = load_meta(artifact)
     runtime = open_runtime(folder, meta, threads)
+    encoding = meta.encoding  # patient metadata from the records, for fusion models
     gate = OodGate.load(folder / OOD_FILE) if (folder / OOD_FILE).is_file() else None
     ids: list[str] = []
     failed: list[tuple[str, str]] = []
@@ -102,22 +103,25 @@ def collect_outputs(
     with ThreadPoolExecutor(workers) as pool:  # PIL decodes without the GIL: overlap with inference
         for start in range(0, len(records), CHUNK):
             chunk = records[start : start + CHUNK]
-            inputs = []
+            inputs, patients = [], []
             for record, canon in zip(chunk, pool.map(lambda r: _canonical(r, meta), chunk), strict=True):
                 if isinstance(canon, str):
                     failed.append((record.image_id, canon))
                     continue
                 ids.append(record.image_id)
                 inputs.append(normalize(canon, meta.preprocessing))
+                patients.append(record.patient)
                 colour.append(colour_score(canon))
             bar.update(len(chunk))
             if not inputs:
                 continue
             all_views = [tta_views(x, tta) for x in inputs]
+            vectors = encoding.encode(patients) if encoding else None
             for view in range(tta):
                 batch = np.stack([v[view] for v in all_views])
                 for b in range(0, len(batch), batch_size):
-                    out = runtime.run(batch[b : b + batch_size])
+                    extra = None if vectors is None else vectors[b : b + batch_size]
+                    out = runtime.run(batch[b : b + batch_size], extra)
                     views[view].append(np.asarray(out["logits"], dtype=np.float32))
                     if view == 0 and "features" in out:
                         features.append(np.asarray(out["features"], dtype=np.float32))

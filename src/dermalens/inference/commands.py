@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dermalens.data.records import IMAGE_SUFFIXES
+from dermalens.inference.metadata import METADATA_FIELDS, PatientMetadata
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError, correctness
 from dermalens.taxonomy import label_from_filename
 
@@ -26,6 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     predict.add_argument(
         "--threshold", type=float, help="operating threshold on p_malignant (default: the model's)"
+    )
+    predict.add_argument("--age", help="patient age in years, for every image (models that read metadata)")
+    predict.add_argument("--sex", help="patient sex for every image: male, female (or empty)")
+    predict.add_argument("--site", help="body site for every image, e.g. back, face, lower extremity")
+    predict.add_argument(
+        "--metadata",
+        type=Path,
+        help="CSV of per-image patient data: an image_id/file column (file name or stem) and any of "
+        "age/age_approx, sex, site/localization/anatom_site_general (HAM10000/ISIC metadata files work)",
     )
     predict.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
     predict.add_argument("--batch", type=int, default=32, help="images per inference batch")
@@ -62,6 +72,51 @@ def iter_images(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
+_ID_COLUMNS = ("image_id", "file", "image", "path", "filename")
+_FIELD_COLUMNS = {
+    "age": ("age", "age_approx"),
+    "sex": ("sex",),
+    "site": ("site", "localization", "anatom_site_general", "anatom_site_general_challenge"),
+}
+
+
+def patients_for(files: list[Path], args: argparse.Namespace) -> list[PatientMetadata]:
+    """Each file's patient data: its row of `--metadata` when present, else `--age/--sex/--site`."""
+    default = PatientMetadata.parse(args.age, args.sex, args.site)
+    if args.metadata is None:
+        return [default] * len(files)
+    table = read_metadata_csv(args.metadata)
+    found = [table.get(p.name) or table.get(p.stem) for p in files]
+    missing = sum(f is None for f in found)
+    if missing:
+        print(f"note: {missing} of {len(files)} images have no row in {args.metadata}", file=sys.stderr)
+    return [f if f is not None else default for f in found]
+
+
+def read_metadata_csv(path: Path) -> dict[str, PatientMetadata]:
+    """{image name or stem: PatientMetadata}; an invalid value is an error naming row and column."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such metadata CSV")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = {h.strip().lower(): h for h in reader.fieldnames or []}
+        id_col = next((header[c] for c in _ID_COLUMNS if c in header), None)
+        if id_col is None:
+            raise ValueError(f"{path}: needs an image id column, one of {', '.join(_ID_COLUMNS)}")
+        cols = {
+            f: next((header[c] for c in names if c in header), None) for f, names in _FIELD_COLUMNS.items()
+        }
+        table: dict[str, PatientMetadata] = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                patient = PatientMetadata.parse(**{f: row.get(c) if c else None for f, c in cols.items()})
+            except ValueError as err:
+                raise ValueError(f"{path} line {line}: {err}") from None
+            key = Path(str(row[id_col]).strip().replace("\\", "/")).name
+            table[key] = table[Path(key).stem] = patient
+    return table
+
+
 def _row(path: Path, result: Prediction | PredictionError, classes: list[str]) -> dict[str, object]:
     truth = label_from_filename(path.name)
     if isinstance(result, PredictionError):
@@ -79,6 +134,8 @@ def _row(path: Path, result: Prediction | PredictionError, classes: list[str]) -
         "correct": "" if correct is None else correct,
         "error": "",
     }
+    if result.metadata is not None:
+        row.update({k: "" if v is None else v for k, v in result.metadata.to_dict().items()})
     return row
 
 
@@ -92,11 +149,24 @@ def run_predict(args: argparse.Namespace) -> int:
     if not files:
         print("no images found (accepted: " + ", ".join(IMAGE_SUFFIXES) + ")", file=sys.stderr)
         return 2
+    try:
+        patients = patients_for(files, args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not clf.uses_metadata and any(not p.is_empty for p in patients):
+        print("note: this model reads images only; the patient metadata given is ignored", file=sys.stderr)
     rows: list[dict[str, object]] = []
     want_maps = args.heatmaps is not None
     for start in tqdm(range(0, len(files), args.batch), unit="batch", disable=args.quiet, desc="predicting"):
         chunk = files[start : start + args.batch]
-        results = clf.predict(list(chunk), heatmap=want_maps, threshold=args.threshold, keep_image=want_maps)
+        results = clf.predict(
+            list(chunk),
+            heatmap=want_maps,
+            threshold=args.threshold,
+            keep_image=want_maps,
+            metadata=patients[start : start + args.batch],
+        )
         for path, result in zip(chunk, results, strict=True):
             rows.append(_row(path, result, clf.classes))
             if want_maps and isinstance(result, Prediction):
@@ -152,6 +222,7 @@ def _write_csv(path: Path, rows: list[dict[str, object]], classes: list[str]) ->
         *[f"p_{c}" for c in classes],
         "ood",
         "ood_score",
+        *(METADATA_FIELDS if any("site" in r for r in rows) else ()),
         "true_label",
         "correct",
         "error",

@@ -8,7 +8,7 @@ is ONNX Runtime, so this module works with the light `serve` install (no torch).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from dermalens.inference.decode import ImageDecodeError, ImageInput
+from dermalens.inference.metadata import PatientMetadata
 from dermalens.inference.ood import OodGate, colour_score
 from dermalens.inference.preprocess import Preprocessing, load_canonical, normalize
 from dermalens.inference.results import Prediction, PredictionError
@@ -44,12 +45,28 @@ class _Member:
     runtime: Any
     gate: OodGate | None
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer(self, batch: np.ndarray, patients: Sequence[PatientMetadata]) -> dict[str, np.ndarray]:
+        encoding = self.meta.encoding
+        vectors = encoding.encode(patients) if encoding else None
         out: dict[str, np.ndarray] = {}
         for start in range(0, len(batch), BATCH_SIZE):
-            for key, value in self.runtime.run(batch[start : start + BATCH_SIZE]).items():
+            stop = start + BATCH_SIZE
+            result = self.runtime.run(batch[start:stop], None if vectors is None else vectors[start:stop])
+            for key, value in result.items():
                 out[key] = value if key not in out else np.concatenate([out[key], value])
         return out
+
+
+MetadataInput = PatientMetadata | Mapping[str, Any] | None
+
+
+def _patients(metadata: MetadataInput | Sequence[MetadataInput], n: int) -> list[PatientMetadata]:
+    """One validated `PatientMetadata` per image (a single value applies to every image)."""
+    if isinstance(metadata, list | tuple):
+        if len(metadata) != n:
+            raise ValueError(f"metadata has {len(metadata)} entries for {n} images; give one per image")
+        return [PatientMetadata.coerce(m) for m in metadata]
+    return [PatientMetadata.coerce(metadata)] * n  # type: ignore[arg-type]
 
 
 def _source_name(item: ImageInput) -> str:
@@ -108,6 +125,11 @@ class Classifier:
         return self.meta.classes
 
     @property
+    def uses_metadata(self) -> bool:
+        """True when any member reads patient metadata (age, sex, site)."""
+        return any(m.meta.metadata_inputs for m in self.members)
+
+    @property
     def threshold(self) -> float:
         """Operating threshold: the mean of the members' thresholds."""
         return float(np.mean([m.meta.threshold for m in self.members]))
@@ -121,6 +143,7 @@ class Classifier:
         threshold: float | None = ...,
         tta: int | None = ...,
         keep_image: bool = ...,
+        metadata: MetadataInput = ...,
     ) -> Prediction: ...
 
     @overload
@@ -132,6 +155,7 @@ class Classifier:
         threshold: float | None = ...,
         tta: int | None = ...,
         keep_image: bool = ...,
+        metadata: MetadataInput | Sequence[MetadataInput] = ...,
     ) -> list[Prediction | PredictionError]: ...
 
     def predict(
@@ -142,15 +166,23 @@ class Classifier:
         threshold: float | None = None,
         tta: int | None = None,
         keep_image: bool = False,
+        metadata: MetadataInput | Sequence[MetadataInput] = None,
     ) -> Prediction | list[Prediction | PredictionError]:
         """Predict one input (raises `ImageDecodeError` if unreadable) or a list (errors kept in place).
 
         Inputs: a path, bytes, a PIL image or an H×W×3 array. `tta` (1-8) overrides the
         loaded count; `threshold` overrides the artifact's operating threshold.
+        `metadata`: patient data as ``{"age": 63, "sex": "male", "site": "back"}`` or a
+        `PatientMetadata` (one for all images, or a list parallel to `images`); any field
+        may be missing. Models without a metadata branch ignore it; models with one read
+        missing fields as explicitly unknown. Invalid values raise `ValueError`.
         """
-        if isinstance(images, list):
-            return self._predict_many(images, heatmap, threshold, tta, keep_image)
-        result = self._predict_many([images], heatmap, threshold, tta, keep_image)[0]
+        many = isinstance(images, list)
+        items: list[ImageInput] = images if isinstance(images, list) else [images]
+        patients = _patients(metadata, len(items))
+        if many:
+            return self._predict_many(items, heatmap, threshold, tta, keep_image, patients)
+        result = self._predict_many(items, heatmap, threshold, tta, keep_image, patients)[0]
         if isinstance(result, PredictionError):
             raise ImageDecodeError(result.error, result.kind)
         return result
@@ -162,6 +194,7 @@ class Classifier:
         threshold: float | None,
         tta: int | None,
         keep_image: bool,
+        patients: list[PatientMetadata],
     ) -> list[Prediction | PredictionError]:
         spec = self.meta.preprocessing
         results: list[Prediction | PredictionError | None] = [None] * len(images)
@@ -173,15 +206,29 @@ class Classifier:
                 results[index] = PredictionError(_source_name(item), str(err), err.kind)
         if canon:
             order = list(canon)
-            preds = self._run([canon[i] for i in order], spec, heatmap, threshold, tta or self.tta)
+            preds = self._run(
+                [canon[i] for i in order],
+                [patients[i] for i in order],
+                spec,
+                heatmap,
+                threshold,
+                tta or self.tta,
+            )
             for i, pred in zip(order, preds, strict=True):
                 pred.source = _source_name(images[i])
+                pred.metadata = patients[i] if self.uses_metadata else None
                 pred.image = canon[i] if keep_image else None
                 results[i] = pred
         return [r for r in results if r is not None]
 
     def _run(
-        self, canon: list[np.ndarray], spec: Preprocessing, heatmap: bool, threshold: float | None, tta: int
+        self,
+        canon: list[np.ndarray],
+        patients: list[PatientMetadata],
+        spec: Preprocessing,
+        heatmap: bool,
+        threshold: float | None,
+        tta: int,
     ) -> list[Prediction]:
         n = len(canon)
         probs = np.zeros((n, len(self.classes)))
@@ -191,7 +238,7 @@ class Classifier:
             views = [tta_views(normalize(c, member.meta.preprocessing), tta) for c in canon]
             for view_index in range(tta):
                 batch = np.stack([v[view_index] for v in views])
-                out = member.infer(batch)
+                out = member.infer(batch, patients)
                 probs += softmax(out["logits"], member.meta.temperature)
                 if member.gate is not None and view_index == 0:
                     ood = np.maximum(

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from dermalens.inference.metadata import PatientMetadata
+
 #: Shown wherever a person sees a prediction.
 DISCLAIMER = (
     "Research and education software. Not a medical device and not a diagnosis: "
@@ -33,6 +35,8 @@ class Prediction:
     ood: bool
     ood_score: float
     source: str = ""
+    #: The patient data the model read (None for image-only models); unknown fields are None.
+    metadata: PatientMetadata | None = None
     heatmap: np.ndarray | None = field(default=None, repr=False)
     image: np.ndarray | None = field(default=None, repr=False)
 
@@ -47,6 +51,7 @@ class Prediction:
             "ood": self.ood,
             "ood_score": round(self.ood_score, 4),
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            **({"metadata": self.metadata.to_dict()} if self.metadata is not None else {}),
         }
 
 

@@ -20,7 +20,18 @@ RUNTIMES = ("onnx", "torch")
 
 
 class Runtime(Protocol):
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+    def run(self, batch: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]: ...
+
+
+def _metadata_input(metadata: np.ndarray | None, n: int, dim: int) -> np.ndarray:
+    """The [N, dim] metadata batch; a model that reads metadata must be given it (the predictor
+    encodes unknown values explicitly rather than leaving them out)."""
+    if metadata is None:
+        raise ValueError(f"this model reads patient metadata: pass a [{n}, {dim}] metadata array")
+    array = np.ascontiguousarray(metadata, dtype=np.float32)
+    if array.shape != (n, dim):
+        raise ValueError(f"metadata has shape {array.shape}; this model expects ({n}, {dim})")
+    return array
 
 
 class OnnxRuntime:
@@ -39,9 +50,14 @@ class OnnxRuntime:
         except Exception as err:  # ORT raises its own exception types for bad files
             raise ArtifactError(f"{path}: ONNX Runtime cannot load the model ({err})") from None
         self.outputs = [o.name for o in self.session.get_outputs()]
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.metadata_dim = int(inputs["metadata"].shape[1]) if "metadata" in inputs else 0
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        values = self.session.run(self.outputs, {"image": np.ascontiguousarray(batch, dtype=np.float32)})
+    def run(self, batch: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        feed = {"image": np.ascontiguousarray(batch, dtype=np.float32)}
+        if self.metadata_dim:
+            feed["metadata"] = _metadata_input(metadata, len(batch), self.metadata_dim)
+        values = self.session.run(self.outputs, feed)
         return dict(zip(self.outputs, values, strict=True))
 
 
@@ -56,13 +72,19 @@ class TorchRuntime:
         self.torch = torch
         self.model = build_from_meta(meta, folder / WEIGHTS_FILE).eval()
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        from dermalens.models.heads import forward_all, has_linear_cam
+    def run(self, batch: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        from dermalens.models.heads import forward_all, has_linear_cam, uses_metadata
 
         tensor = self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        extra = None
+        if uses_metadata(self.model):
+            dim = int(self.model.metadata_dim)  # type: ignore[arg-type]
+            extra = self.torch.from_numpy(_metadata_input(metadata, len(batch), dim))
         with self.torch.inference_mode():
-            out = {k: v.float().numpy() for k, v in forward_all(self.model, tensor).items()}
-        if not has_linear_cam(self.model):  # no exact CAM: Grad-CAM of the top class in every channel
+            out = {k: v.float().numpy() for k, v in forward_all(self.model, tensor, extra).items()}
+        if not has_linear_cam(self.model) and not hasattr(
+            self.model, "backbone"
+        ):  # no exact CAM: Grad-CAM of the top class in every channel
             from dermalens.inference.gradcam import grad_cam
 
             maps = grad_cam(self.model, tensor.clone(), out["logits"].argmax(axis=1).tolist())

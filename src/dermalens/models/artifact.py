@@ -3,7 +3,7 @@
 An artifact is a folder::
 
     artifact.json   everything needed to use the weights (see `ArtifactMeta`) + file hashes
-    model.onnx      inputs "image" [N,3,H,W]; outputs "logits" [N,C], "features" [N,D], "cam" [N,C,h,w]
+    model.onnx      inputs "image" [N,3,H,W] (+ "metadata" [N,M] for fusion models); outputs "logits" [N,C], "features" [N,D], "cam" [N,C,h,w]
     weights.pt      PyTorch state dict (training side: fine-tuning, export, Grad-CAM)
     ood.npz         statistics of the out-of-distribution gate (optional)
 
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dermalens.inference.metadata import MetadataEncoding
 from dermalens.inference.preprocess import Preprocessing
 
 FORMAT_VERSION = 1
@@ -48,7 +49,8 @@ class ArtifactMeta:
     classes: list[str]
     malignant: list[str]
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    #: "dx" (softmax over diagnoses) or "binary" (classes == ["benign", "malignant"])
+    #: "dx" (softmax over diagnoses), "binary" (classes == ["benign", "malignant"]) or
+    #: "hierarchical" (benign/malignant, then the diagnosis within the branch; logits are log-probabilities)
     head: str = "dx"
     #: Temperature scaling fitted on validation logits (1.0 = uncalibrated).
     temperature: float = 1.0
@@ -58,8 +60,10 @@ class ArtifactMeta:
     #: OOD gate: score threshold above which an image is "not dermoscopy" (None = no gate).
     ood_threshold: float | None = None
     ood_method: str = ""
-    #: Metadata inputs the model expects (empty = image only).
+    #: Metadata inputs the model expects (empty = image only) and their vector layout
+    #: (`MetadataEncoding.to_dict()`); model.onnx then has a second input "metadata" [N, dim].
     metadata_inputs: list[str] = field(default_factory=list)
+    metadata_encoding: dict[str, Any] = field(default_factory=dict)
     version: str = "0.1.0"
     license: str = "CC BY-NC 4.0 (inherited from the HAM10000 training data)"
     data: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +87,11 @@ class ArtifactMeta:
         data["preprocessing"] = Preprocessing.from_dict(data.get("preprocessing", {}))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def encoding(self) -> MetadataEncoding | None:
+        """The metadata vector layout, or None for an image-only model."""
+        return MetadataEncoding.from_dict(self.metadata_encoding) if self.metadata_inputs else None
 
     @property
     def malignant_indices(self) -> list[int]:

@@ -1,7 +1,7 @@
 """Export an artifact's network to ONNX (served by ONNX Runtime) or TorchScript.
 
-The ONNX graph has one input ``image`` [N,3,H,W] (batch, height and width dynamic,
-so TTA rotations need no crop) and three outputs ``logits``, ``features`` and ``cam``.
+The ONNX graph has the input ``image`` [N,3,H,W] (batch, height and width dynamic,
+so TTA rotations need no crop), plus ``metadata`` [N,M] for metadata-fusion models, and three outputs ``logits``, ``features`` and ``cam``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dermalens.models.heads import ExportWrapper
+from dermalens.models.heads import ExportWrapper, uses_metadata
 
 log = logging.getLogger(__name__)
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -23,16 +23,18 @@ def export_onnx(model: nn.Module, out: Path, input_size: tuple[int, int], opset:
     """Write `model` (eval mode, fp32) as ONNX with dynamic batch/height/width."""
     wrapper = ExportWrapper(model.float().eval().to(memory_format=torch.contiguous_format))
     width, height = input_size
-    example = torch.zeros(2, 3, height, width)
+    example = _example_inputs(model, 2, height, width)
+    inputs = ["image", "metadata"][: len(example)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}}
+    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "metadata": {0: "batch"}}
+    dynamic = {k: v for k, v in dynamic.items() if k in inputs}
     dynamic.update({name: {0: "batch"} for name in OUTPUT_NAMES})
     with torch.no_grad():
         torch.onnx.export(
             wrapper,
-            (example,),
+            example,
             str(out),
-            input_names=["image"],
+            input_names=inputs,
             output_names=OUTPUT_NAMES,
             dynamic_axes=dynamic,
             opset_version=opset,
@@ -41,12 +43,20 @@ def export_onnx(model: nn.Module, out: Path, input_size: tuple[int, int], opset:
     return out
 
 
+def _example_inputs(model: nn.Module, n: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """(image,) or, for a metadata-fusion model, (image, metadata)."""
+    image = torch.zeros(n, 3, height, width)
+    if uses_metadata(model):
+        return image, torch.zeros(n, int(model.metadata_dim))  # type: ignore[arg-type]
+    return (image,)
+
+
 def export_torchscript(model: nn.Module, out: Path, input_size: tuple[int, int]) -> Path:
     """Write a traced TorchScript module returning (logits, features, cam)."""
     width, height = input_size
     wrapper = ExportWrapper(model.float().eval())
     with torch.no_grad():
-        traced = torch.jit.trace(wrapper, torch.zeros(1, 3, height, width), check_trace=False)
+        traced = torch.jit.trace(wrapper, _example_inputs(model, 1, height, width), check_trace=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     traced.save(str(out))
     return out

@@ -6,6 +6,7 @@ architectures start from scratch or from a local checkpoint (``checkpoint=``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -33,13 +34,23 @@ def create_model(
     num_classes: int = 7,
     drop_rate: float = 0.2,
     checkpoint: str | Path | None = None,
+    metadata_dim: int = 0,
+    hierarchical: bool = False,
+    malignant: Sequence[int] = (),
 ) -> nn.Module:
     """Build `name` with a fresh `num_classes` head.
 
     `pretrained` loads offline ImageNet weights (EfficientNet-Lite only: no network
     access is ever attempted); `checkpoint` loads a local state dict instead (its
-    head is kept only when its shape matches).
+    head is kept only when its shape matches). With `metadata_dim` > 0 or
+    `hierarchical`, the network is a `LesionNet` (metadata fusion / two-level head)
+    whose backbone is built the same way; an image-only `checkpoint` then also seeds
+    its head (see `LesionNet.load_image_checkpoint`).
     """
+    if metadata_dim or hierarchical:
+        return _create_lesion_net(
+            name, pretrained, num_classes, drop_rate, checkpoint, metadata_dim, hierarchical, malignant
+        )
     import timm
 
     if name not in ARCHITECTURES:
@@ -63,6 +74,40 @@ def create_model(
     return model
 
 
+def _create_lesion_net(
+    name: str,
+    pretrained: bool,
+    num_classes: int,
+    drop_rate: float,
+    checkpoint: str | Path | None,
+    metadata_dim: int,
+    hierarchical: bool,
+    malignant: Sequence[int],
+) -> nn.Module:
+    from dermalens.models.fusion import LesionNet
+
+    backbone = create_model(name, pretrained=pretrained and checkpoint is None, num_classes=num_classes)
+    net = LesionNet(
+        backbone,
+        num_classes,
+        metadata_dim=metadata_dim,
+        hierarchical=hierarchical,
+        malignant=malignant,
+        drop_rate=drop_rate,
+    )
+    if checkpoint is not None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = state.get("model", state)
+        if any(k.startswith("backbone.") for k in state):  # a LesionNet checkpoint
+            own = net.state_dict()
+            net.load_state_dict(
+                {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}, strict=False
+            )
+        else:
+            net.load_image_checkpoint(state)
+    return net
+
+
 def reset_head(model: nn.Module) -> None:
     """Small-normal init of a fresh classifier.
 
@@ -83,7 +128,15 @@ def build_from_meta(meta: object, weights: Path) -> nn.Module:
     assert isinstance(meta, ArtifactMeta)
     if not weights.is_file():
         raise ArtifactError(f"{weights.parent}: no {weights.name}; the PyTorch runtime needs it")
-    model = create_model(meta.architecture, pretrained=False, num_classes=len(meta.classes))
+    encoding = meta.encoding
+    model = create_model(
+        meta.architecture,
+        pretrained=False,
+        num_classes=len(meta.classes),
+        metadata_dim=encoding.dim if encoding else 0,
+        hierarchical=meta.head == "hierarchical",
+        malignant=meta.malignant_indices,
+    )
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model

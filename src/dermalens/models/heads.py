@@ -31,8 +31,26 @@ def has_linear_cam(model: nn.Module) -> bool:
     )
 
 
-def forward_all(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``{"logits": [N,C], "features": [N,D], "cam": [N,C,h,w]}`` for a batch `x`."""
+def uses_metadata(model: nn.Module) -> bool:
+    """True for a `LesionNet` with a metadata branch (its forward takes a second tensor)."""
+    return getattr(getattr(model, "module", model), "metadata_dim", 0) > 0
+
+
+def call_model(model: nn.Module, x: torch.Tensor, metadata: torch.Tensor | None) -> torch.Tensor:
+    """Training-time forward (logits) for any dermalens network, DDP-wrapped or not."""
+    return model(x, metadata) if uses_metadata(model) else model(x)
+
+
+def forward_all(
+    model: nn.Module, x: torch.Tensor, metadata: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """``{"logits": [N,C], "features": [N,D], "cam": [N,C,h,w]}`` for a batch `x`.
+
+    `metadata` [N,M] is read only by models with a metadata branch (`models.fusion`)."""
+    from dermalens.models.fusion import LesionNet
+
+    if isinstance(model, LesionNet):
+        return model.forward_all(x, metadata if model.metadata_dim else None)
     fmap = model.forward_features(x)  # type: ignore[operator]
     if has_linear_cam(model):
         classifier: nn.Linear = model.get_classifier()  # type: ignore[operator,assignment]
@@ -53,6 +71,8 @@ class ExportWrapper(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = forward_all(self.model, image)
+    def forward(
+        self, image: torch.Tensor, metadata: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = forward_all(self.model, image, metadata)
         return out["logits"], out["features"], out["cam"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dermalens.inference.decode import ImageInput
+from dermalens.inference.metadata import MetadataEncoding
 from dermalens.inference.preprocess import prepare
 from dermalens.models.artifact import META_FILE, ONNX_FILE, load_meta, write_meta
 
@@ -21,12 +22,18 @@ from dermalens.models.artifact import META_FILE, ONNX_FILE, load_meta, write_met
 class _Reader:
     """onnxruntime CalibrationDataReader over preprocessed images, in small batches."""
 
-    def __init__(self, batches: Iterator[np.ndarray]) -> None:
+    def __init__(self, batches: Iterator[np.ndarray], metadata: MetadataEncoding | None = None) -> None:
         self.batches = batches
+        self.metadata = metadata
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
-        return None if batch is None else {"image": batch}
+        if batch is None:
+            return None
+        if self.metadata is None:
+            return {"image": batch}
+        # Calibration images carry no patient data: every field explicitly unknown.
+        return {"image": batch, "metadata": self.metadata.encode([None] * len(batch))}
 
 
 def quantize_artifact(
@@ -61,7 +68,7 @@ def quantize_artifact(
     quantize_static(
         str(prepared),
         str(out / ONNX_FILE),
-        _Reader(batches()),
+        _Reader(batches(), meta.encoding),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,

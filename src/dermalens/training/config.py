@@ -37,8 +37,14 @@ class ModelConfig:
     pretrained: bool = True
     checkpoint: str | None = None
     drop_rate: float = 0.2
-    #: "dx" (7 classes) or "binary" (benign/malignant)
+    #: "dx" (7 classes), "binary" (benign/malignant) or "hierarchical" (benign/malignant, then the
+    #: diagnosis within the branch; 7 consistent probabilities, see models/fusion.py)
     head: str = "dx"
+    #: Fuse patient metadata (age, sex, body site) with the image features (models/fusion.py).
+    metadata: bool = False
+    #: Training only: probability of hiding each metadata field (so "unknown" is a state the
+    #: model knows, and predictions without metadata stay sound).
+    metadata_dropout: float = 0.25
 
 
 @dataclass
@@ -77,6 +83,9 @@ class StageConfig:
     #: Layer-wise learning-rate decay per backbone block group (1.0 = none).
     layer_decay: float = 1.0
     warmup_epochs: float = 0.0
+    #: With `freeze_backbone`: also keep the backbone's BatchNorm statistics fixed (eval mode), as
+    #: when training new heads on an already trained backbone (linear probing).
+    backbone_eval: bool = False
     #: Another dataset for this stage (curriculum); None = the run's data.
     data: DataConfig | None = None
 
@@ -180,8 +189,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load YAML (None = defaults), apply ``key.sub=value`` overrides, and validate."""
     data: dict[str, Any] = TrainConfig().to_dict()
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        data = _merge(data, loaded)
+        data = _merge(data, _read_yaml(Path(path)))
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected key.sub=value (e.g. stages.1.epochs=5)")
@@ -193,9 +201,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ValueError(
             f"balance.method {config.balance.method!r}; valid: none, class_weights, sampler, focal, undersample"
         )
-    if config.model.head not in ("dx", "binary"):
-        raise ValueError(f"model.head {config.model.head!r}; valid: dx, binary")
+    if config.model.head not in ("dx", "binary", "hierarchical"):
+        raise ValueError(f"model.head {config.model.head!r}; valid: dx, binary, hierarchical")
     return config
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's mapping; ``base: other.yaml`` (relative to this file) is read first and
+    overridden, so an ablation config states only what it changes."""
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: config bases form a cycle")
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a config file must be a mapping of keys")
+    base = loaded.pop("base", None)
+    if base is None:
+        return loaded
+    parent = _read_yaml(path.parent / str(base), (*seen, path.resolve()))
+    if "stages" in loaded:  # a list replaces the base's list as a whole
+        parent.pop("stages", None)
+    return _merge(parent, loaded)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

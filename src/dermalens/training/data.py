@@ -20,6 +20,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from dermalens.data.records import Record
 from dermalens.inference.decode import decode_image
+from dermalens.inference.metadata import METADATA_FIELDS, MetadataEncoding, PatientMetadata
 from dermalens.inference.preprocess import Preprocessing, color_correct, normalize, resize_to_input
 from dermalens.training.config import AugmentConfig, BalanceConfig
 
@@ -81,8 +82,12 @@ def augment(rgb: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np
     return np.ascontiguousarray(array)
 
 
-class LesionDataset(TorchDataset[tuple[torch.Tensor, int]]):
-    """Cached images + integer targets; augmentation seeded per (seed, epoch, index)."""
+class LesionDataset(TorchDataset[tuple[torch.Tensor, torch.Tensor, int]]):
+    """Cached images + metadata vectors + integer targets; augmentation seeded per (seed, epoch, index).
+
+    Items are ``(image, metadata, target)``; the metadata vector is empty ([0]) for image-only
+    models. With augmentation on, each metadata field is hidden with `metadata_dropout`.
+    """
 
     def __init__(
         self,
@@ -91,6 +96,10 @@ class LesionDataset(TorchDataset[tuple[torch.Tensor, int]]):
         spec: Preprocessing,
         augment_cfg: AugmentConfig | None = None,
         seed: int = 0,
+        *,
+        metadata: Sequence[PatientMetadata] | None = None,
+        encoding: MetadataEncoding | None = None,
+        metadata_dropout: float = 0.0,
     ) -> None:
         self.images = images
         self.targets = list(targets)
@@ -98,17 +107,30 @@ class LesionDataset(TorchDataset[tuple[torch.Tensor, int]]):
         self.augment_cfg = augment_cfg
         self.seed = seed
         self.epoch = 0
+        if (metadata is None) != (encoding is None):
+            raise ValueError("metadata and its encoding go together")
+        self.metadata = list(metadata) if metadata is not None else None
+        self.encoding = encoding
+        self.metadata_dropout = metadata_dropout
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         rgb = self.images[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
         if self.augment_cfg is not None:
-            rng = np.random.default_rng((self.seed, self.epoch, index))
             rgb = augment(rgb, self.augment_cfg, rng)
         chw = normalize(color_correct(rgb, self.spec), self.spec)
-        return torch.from_numpy(chw), self.targets[index]
+        return torch.from_numpy(chw), self._metadata(index, rng), self.targets[index]
+
+    def _metadata(self, index: int, rng: np.random.Generator) -> torch.Tensor:
+        if self.metadata is None or self.encoding is None:
+            return torch.zeros(0)
+        item = self.metadata[index]
+        if self.augment_cfg is not None and self.metadata_dropout:
+            item = item.masked((rng.random(len(METADATA_FIELDS)) < self.metadata_dropout).tolist())
+        return torch.from_numpy(self.encoding.encode_one(item))
 
 
 def class_weights(targets: Sequence[int], n_classes: int, power: float) -> np.ndarray:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dermalens.data.records import Record
 from dermalens.inference.ood import fit_gate
 from dermalens.inference.predictor import softmax
 from dermalens.models.artifact import ArtifactMeta
@@ -24,11 +25,20 @@ from dermalens.models.build import save_artifact
 from dermalens.training.config import TrainConfig
 from dermalens.training.data import LesionDataset, cache_images
 from dermalens.training.loop import predict_outputs, quick_metrics
-from dermalens.training.prepare import StageData, load_stage_data, targets_for
+from dermalens.training.prepare import (
+    StageData,
+    load_stage_data,
+    metadata_encoding,
+    targets_for,
+)
 
 
-def _outputs(model: nn.Module, images: np.ndarray, targets: list[int], config: TrainConfig) -> Any:
-    dataset = LesionDataset(images, targets, config.preprocessing)
+def _outputs(
+    model: nn.Module, images: np.ndarray, records: list[Record], targets: list[int], config: TrainConfig
+) -> Any:
+    encoding = metadata_encoding(config)
+    metadata = [r.patient for r in records] if encoding else None
+    dataset = LesionDataset(images, targets, config.preprocessing, metadata=metadata, encoding=encoding)
     loader = DataLoader(dataset, batch_size=config.batch_size * 2, num_workers=0)
     return predict_outputs(model, loader, channels_last=config.channels_last)
 
@@ -42,8 +52,11 @@ def build_artifact(
     classes, malignant = targets_for(config.model.head)
     data: StageData = load_stage_data(config, config.stages[-1], classes)
     model = model.float().eval().to(memory_format=torch.contiguous_format)
-    train = _outputs(model, cache_images(data.train, config.preprocessing), data.train_targets, config)
-    val = _outputs(model, cache_images(data.val, config.preprocessing), data.val_targets, config)
+    train = _outputs(
+        model, cache_images(data.train, config.preprocessing), data.train, data.train_targets, config
+    )
+    val = _outputs(model, cache_images(data.val, config.preprocessing), data.val, data.val_targets, config)
+    encoding = metadata_encoding(config)
     mal_idx = [classes.index(c) for c in malignant]
     temperature = float(fit_temperature(val.logits, val.targets))
     p_mal = softmax(val.logits, temperature)[:, mal_idx].sum(1)
@@ -57,6 +70,8 @@ def build_artifact(
         malignant=malignant,
         preprocessing=config.preprocessing,
         head=config.model.head,
+        metadata_inputs=list(encoding.fields) if encoding else [],
+        metadata_encoding=encoding.to_dict() if encoding else {},
         temperature=temperature,
         threshold=threshold,
         threshold_rule=f"≥{config.target_sensitivity:.0%} sensitivity for malignancy on the validation split",

@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from dermalens.models.heads import forward_all
+from dermalens.models.heads import call_model, forward_all
+
+#: What a training/validation loader yields: images, metadata vectors ([N, 0] when unused), targets.
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class WeightedLoss(nn.Module):
@@ -53,7 +56,7 @@ class EpochOutputs:
 
 def train_one_epoch(
     model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[Batch],
     criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -63,16 +66,19 @@ def train_one_epoch(
     total: int | None = None,
     desc: str = "train",
     progress: bool = True,
+    frozen: nn.Module | None = None,
 ) -> float:
-    """One pass over `batches`; returns the mean training loss."""
+    """One pass over `batches`; returns the mean training loss. `frozen` stays in eval mode."""
     model.train()
+    if frozen is not None:
+        frozen.eval()
     running, seen = 0.0, 0
     bar = tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch", leave=False)
-    for images, targets in bar:
+    for images, metadata, targets in bar:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        logits = model(images)
+        logits = call_model(model, images, metadata.to(device))
         loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -87,7 +93,7 @@ def train_one_epoch(
 @torch.no_grad()
 def predict_outputs(
     model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[Batch],
     *,
     channels_last: bool,
     criterion: nn.Module | None = None,
@@ -98,11 +104,13 @@ def predict_outputs(
     model.eval()
     logits, features, targets = [], [], []
     loss_sum, seen = 0.0, 0
-    for images, target in tqdm(batches, desc="eval", disable=not progress, unit="batch", leave=False):
+    for images, metadata, target in tqdm(
+        batches, desc="eval", disable=not progress, unit="batch", leave=False
+    ):
         images, target = images.to(device), target.to(device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        out = forward_all(model, images)
+        out = forward_all(model, images, metadata.to(device))
         if criterion is not None:
             loss_sum += float(criterion(out["logits"], target)) * len(target)
         seen += len(target)

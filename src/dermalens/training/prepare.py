@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dermalens.data.readers import load_dataset
 from dermalens.data.records import Dataset, Record
 from dermalens.data.splits import Split, split_dataset
+from dermalens.inference.metadata import MetadataEncoding
 from dermalens.taxonomy import BINARY_LABELS, DX_CODES, MALIGNANT, MALIGNANT_LABEL
 from dermalens.training.config import DataConfig, StageConfig, TrainConfig
 
@@ -18,10 +20,34 @@ log = logging.getLogger(__name__)
 
 
 def targets_for(head: str) -> tuple[list[str], list[str]]:
-    """(class order, malignant classes) for a head: taken from the taxonomy, never re-listed."""
+    """(class order, malignant classes) for a head: taken from the taxonomy, never re-listed.
+
+    A hierarchical head has the 7 diagnoses too (its branches are the malignant set)."""
     if head == "binary":
         return list(BINARY_LABELS), [MALIGNANT_LABEL]
     return list(DX_CODES), sorted(MALIGNANT & set(DX_CODES))
+
+
+def metadata_encoding(config: TrainConfig) -> MetadataEncoding | None:
+    """The metadata vector layout this run trains with (None = image only)."""
+    return MetadataEncoding() if config.model.metadata else None
+
+
+def network_for(config: TrainConfig, classes: list[str], malignant: list[str], *, init: bool) -> Any:
+    """The run's network; `init` loads pretrained/checkpoint weights (False: shapes only)."""
+    from dermalens.models.factory import create_model
+
+    encoding = metadata_encoding(config)
+    return create_model(
+        config.model.architecture,
+        pretrained=config.model.pretrained and init,
+        num_classes=len(classes),
+        drop_rate=config.model.drop_rate,
+        checkpoint=config.model.checkpoint if init else None,
+        metadata_dim=encoding.dim if encoding else 0,
+        hierarchical=config.model.head == "hierarchical",
+        malignant=[classes.index(c) for c in malignant],
+    )
 
 
 @dataclass

@@ -25,7 +25,13 @@ from dermalens.training.config import StageConfig, TrainConfig, save_config
 from dermalens.training.curves import write_curves, write_metrics_log
 from dermalens.training.data import LesionDataset, cache_images, class_weights, epoch_order
 from dermalens.training.loop import WeightedLoss, predict_outputs, quick_metrics, train_one_epoch
-from dermalens.training.prepare import StageData, load_stage_data, targets_for
+from dermalens.training.prepare import (
+    StageData,
+    load_stage_data,
+    metadata_encoding,
+    network_for,
+    targets_for,
+)
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
@@ -73,7 +79,8 @@ def _param_groups(model: nn.Module, stage: StageConfig, weight_decay: float) -> 
     head = set(id(p) for p in model.get_classifier().parameters())  # type: ignore[operator]
     for p in model.parameters():
         p.requires_grad = (id(p) in head) or not stage.freeze_backbone
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    # LesionNet nests the timm network under "backbone."; layer depth reads the timm names.
+    named = [(n.removeprefix("backbone."), p) for n, p in model.named_parameters() if p.requires_grad]
     if stage.layer_decay >= 1.0 or stage.freeze_backbone:
         return [{"params": [p for _, p in named], "lr": stage.lr, "weight_decay": weight_decay}]
     depth = max((int(n.split(".")[1]) for n, _ in named if n.startswith("blocks.")), default=0) + 2
@@ -93,6 +100,15 @@ def _param_groups(model: nn.Module, stage: StageConfig, weight_decay: float) -> 
         }
         for layer, params in sorted(groups.items())
     ]
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    """The feature extractor: LesionNet's `backbone`; for a bare timm network, everything but the
+    classifier (its modules except the head)."""
+    if hasattr(model, "backbone"):
+        return model.backbone  # type: ignore[return-value]
+    head = model.get_classifier()  # type: ignore[operator]
+    return nn.ModuleList([m for m in model.children() if m is not head])
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig, steps_per_epoch: int) -> Any:
@@ -167,22 +183,13 @@ class Trainer:
 
     # ---- main entry --------------------------------------------------------------------------
     def fit(self, *, resume: bool = False, only_stage: str | None = None) -> nn.Module:
-        from dermalens.models.factory import create_model
-
         config = self.config
         seed_everything(config.seed)
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.run_dir / "config.yaml")
         self.dist.barrier()
-        model = create_model(
-            config.model.architecture,
-            pretrained=config.model.pretrained,
-            num_classes=len(self.classes),
-            drop_rate=config.model.drop_rate,
-            checkpoint=config.model.checkpoint,
-        )
-        model = model.to(self.device)
+        model = network_for(config, self.classes, self.malignant, init=True).to(self.device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         checkpoint = self._load_checkpoint() if resume else None
@@ -210,9 +217,7 @@ class Trainer:
 
     def load_final(self) -> nn.Module:
         """The finished run's final weights (the last stage's best), on the CPU."""
-        from dermalens.models.factory import create_model
-
-        model = create_model(self.config.model.architecture, pretrained=False, num_classes=len(self.classes))
+        model = network_for(self.config, self.classes, self.malignant, init=False)
         model.load_state_dict(self._stage_best(len(self.config.stages) - 1))
         return model
 
@@ -231,10 +236,24 @@ class Trainer:
         data: StageData = load_stage_data(config, stage, self.classes)
         train_images = cache_images(data.train, config.preprocessing, self.progress)
         val_images = cache_images(data.val, config.preprocessing, self.progress)
+        encoding = metadata_encoding(config)
         train_set = LesionDataset(
-            train_images, data.train_targets, config.preprocessing, config.augment, config.seed
+            train_images,
+            data.train_targets,
+            config.preprocessing,
+            config.augment,
+            config.seed,
+            metadata=[r.patient for r in data.train] if encoding else None,
+            encoding=encoding,
+            metadata_dropout=config.model.metadata_dropout,
         )
-        val_set = LesionDataset(val_images, data.val_targets, config.preprocessing)
+        val_set = LesionDataset(
+            val_images,
+            data.val_targets,
+            config.preprocessing,
+            metadata=[r.patient for r in data.val] if encoding else None,
+            encoding=encoding,
+        )
         criterion = _criterion(config, data.train_targets, len(self.classes)).to(self.device)
         per_rank = (
             len(epoch_order(data.train_targets, len(self.classes), config.balance, config.seed, 0))
@@ -273,6 +292,7 @@ class Trainer:
                 total=steps,
                 desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
                 progress=self.progress,
+                frozen=_backbone(model) if stage.freeze_backbone and stage.backbone_eval else None,
             )
             if self.dist.main:
                 self._end_epoch(
