@@ -67,6 +67,51 @@ def live_server(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -
     live.stop()
 
 
+@pytest.fixture(scope="session")
+def meta_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny metadata-fusion artifact (random weights, 64×48, no OOD gate) that reads age, sex and site."""
+    import torch
+
+    from dermalens.inference.metadata import MetadataEncoding
+    from dermalens.inference.preprocess import Preprocessing
+    from dermalens.models.artifact import ArtifactMeta
+    from dermalens.models.build import save_artifact
+    from dermalens.models.factory import create_model
+    from dermalens.taxonomy import DX_CODES, MALIGNANT
+
+    torch.manual_seed(0)
+    encoding = MetadataEncoding()
+    model = create_model(
+        "tf_efficientnet_lite0",
+        pretrained=False,
+        num_classes=len(DX_CODES),
+        metadata_dim=encoding.dim,
+        hierarchical=False,
+    ).eval()
+    meta = ArtifactMeta(
+        name="tiny-meta-test",
+        architecture="tf_efficientnet_lite0",
+        classes=list(DX_CODES),
+        malignant=sorted(MALIGNANT & set(DX_CODES)),
+        preprocessing=Preprocessing(input_size=(64, 48)),
+        threshold=0.3,
+        metadata_inputs=list(encoding.fields),
+        metadata_encoding=encoding.to_dict(),
+    )
+    return save_artifact(model, tmp_path_factory.mktemp("artifact") / "tiny-meta", meta)
+
+
+@pytest.fixture(scope="session")
+def meta_server(meta_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The metadata-fusion artifact served with a prediction log."""
+    folder = tmp_path_factory.mktemp("meta-server")
+    live = start_server(
+        ServerSettings(models=[meta_artifact], max_bytes=TEST_MAX_BYTES, log_db=folder / "predictions.db")
+    )
+    yield live
+    live.stop()
+
+
 @pytest.fixture()
 def client(live_server: LiveServer) -> Iterator[httpx.Client]:
     with live_server.client() as http:

@@ -235,3 +235,34 @@ def test_phone_width_and_accessibility(page_factory: Any, live_server: LiveServe
     assert page.evaluate("document.activeElement.id") == "file-input"
     page.screenshot(path=str(ARTIFACTS / "predict-phone.png"), full_page=True)
     assert_not_blank(ARTIFACTS / "predict-phone.png")
+
+
+def test_patient_fields_are_labelled_and_sent(
+    page_factory: Any, live_server: LiveServer, meta_server: LiveServer
+) -> None:
+    table = strings("en")
+    page = page_factory(width=375, height=740)
+    page.goto(live_server.url + "/")  # image-only model: the fields are there but disabled, with a hint
+    for key, selector in (
+        ("patient.age", "#patient-age"),
+        ("patient.sex", "#patient-sex"),
+        ("patient.site", "#patient-site"),
+    ):
+        field = page.get_by_label(table[key], exact=True)
+        assert field.count() == 1 and field.evaluate("(el) => '#' + el.id") == selector
+        assert field.is_disabled()
+    assert page.locator("#patient-hint").inner_text() == table["patient.hint_unused"]
+    assert page.locator("#patient-site option").count() == 7  # unknown + the six site groups
+
+    page = page_factory()
+    page.goto(meta_server.url + "/")  # a model that reads patient data
+    assert page.locator("#patient-hint").inner_text() == table["patient.hint"]
+    page.fill("#patient-age", "63")
+    page.select_option("#patient-sex", "male")
+    page.select_option("#patient-site", "torso")
+    page.set_input_files("#file-input", [upload("meta_probe.jpg", jpeg(50))])
+    expect(page.locator(".card[data-state=done]")).to_have_count(1)
+    assert page.locator(".card .patient-read").inner_text() == "Patient data used: 63 years, Male, Torso"
+    page.select_option("#lang-select", "ja")
+    expect(page.locator("label[for=patient-sex]")).to_have_text(strings("ja")["patient.sex"])
+    assert page.js_errors == []

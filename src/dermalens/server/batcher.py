@@ -4,7 +4,9 @@ Why batch across requests: under load, many clients each send one image; the net
 runs a batch of 16 images markedly faster per image than 16 single runs, and a fixed
 number of workers keeps ONNX Runtime from oversubscribing the CPU cores. A batch never
 waits for more work: a worker takes whatever is queued when it becomes free, so a lone
-request is not delayed. Only requests with the same options share a batch.
+request is not delayed. Only requests with the same options share a batch; patient
+metadata (age, sex, site) is per image, so it travels with each image through the batch
+and requests with different metadata still share one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 import anyio.to_thread
 
+from dermalens.inference.metadata import PatientMetadata
 from dermalens.inference.predictor import Classifier
 from dermalens.inference.results import Prediction, PredictionError
 
@@ -38,10 +41,12 @@ class _Job:
     images: Sequence[bytes]
     options: Options
     future: asyncio.Future[list[Result]] = field(repr=False)
+    #: One entry per image, parallel to `images`.
+    metadata: Sequence[PatientMetadata] = ()
 
 
 class InferenceService:
-    """`await service.predict(images, options)`; results in input order, errors kept in place."""
+    """`await service.predict(images, options, metadata)`; results in input order, errors kept in place."""
 
     def __init__(self, classifier: Classifier, max_batch: int = 16, workers: int = 1) -> None:
         self.classifier = classifier
@@ -68,10 +73,22 @@ class InferenceService:
                 job.future.set_exception(RuntimeError("server is shutting down"))
         self._queue.clear()
 
-    async def predict(self, images: Sequence[bytes], options: Options) -> list[Result]:
+    async def predict(
+        self,
+        images: Sequence[bytes],
+        options: Options,
+        metadata: PatientMetadata | Sequence[PatientMetadata] | None = None,
+    ) -> list[Result]:
+        """`metadata`: one `PatientMetadata` for every image, one per image, or None (all unknown)."""
         if self._ready is None:
             raise RuntimeError("InferenceService.start() was not awaited")
-        job = _Job(images, options, asyncio.get_running_loop().create_future())
+        if metadata is None or isinstance(metadata, PatientMetadata):
+            patients = [metadata or PatientMetadata()] * len(images)
+        else:
+            patients = list(metadata)
+            if len(patients) != len(images):
+                raise ValueError(f"{len(patients)} metadata entries for {len(images)} images")
+        job = _Job(images, options, asyncio.get_running_loop().create_future(), patients)
         async with self._ready:
             self._queue.append(job)
             self._ready.notify()
@@ -99,9 +116,10 @@ class InferenceService:
 
     async def _run(self, batch: list[_Job]) -> None:
         images = [image for job in batch for image in job.images]
+        patients = [patient for job in batch for patient in job.metadata]
         options = batch[0].options
         try:
-            results = await anyio.to_thread.run_sync(self._predict, images, options)
+            results = await anyio.to_thread.run_sync(self._predict, images, patients, options)
         except Exception as err:  # a bug in inference: fail these requests, keep serving
             for job in batch:
                 if not job.future.done():
@@ -114,24 +132,32 @@ class InferenceService:
             if not job.future.done():
                 job.future.set_result(part)
 
-    def _predict(self, images: list[bytes], options: Options) -> list[Result]:
+    def _predict(
+        self, images: list[bytes], patients: list[PatientMetadata], options: Options
+    ) -> list[Result]:
         """The predictor's results. It reports unreadable images itself; should it raise instead
         (a decoder bug on some odd file), the batch is redone image by image so that only the
         image that breaks it fails, as unreadable, and requests sharing the batch still succeed."""
         try:
-            return self._predict_batch(images, options)
+            return self._predict_batch(images, patients, options)
         except Exception:
             log.exception("the predictor raised on a batch of %d image(s); retrying one by one", len(images))
         results: list[Result] = []
-        for index, image in enumerate(images):
+        for index, (image, patient) in enumerate(zip(images, patients, strict=True)):
             try:
-                results += self._predict_batch([image], options)
+                results += self._predict_batch([image], [patient], options)
             except Exception as err:
                 message = f"cannot read this image ({type(err).__name__}: {err})"
                 results.append(PredictionError(f"image {index}", message, "corrupt"))
         return results
 
-    def _predict_batch(self, images: list[bytes], options: Options) -> list[Result]:
+    def _predict_batch(
+        self, images: list[bytes], patients: list[PatientMetadata], options: Options
+    ) -> list[Result]:
         return self.classifier.predict(
-            list(images), heatmap=options.heatmap, threshold=options.threshold, tta=options.tta
+            list(images),
+            heatmap=options.heatmap,
+            threshold=options.threshold,
+            tta=options.tta,
+            metadata=list(patients),
         )

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     ood_score     REAL,
     label         TEXT,
     correct       INTEGER,
-    results       TEXT    NOT NULL,  -- the image's full JSON result (without heatmap)
+    results       TEXT    NOT NULL,  -- the image's full JSON result (without heatmap; with the
+                                     -- patient "metadata" the model read, null for image-only models)
     image_path    TEXT
 );
 CREATE INDEX IF NOT EXISTS predictions_created ON predictions (created);
@@ -64,6 +65,9 @@ COLUMNS = (
     "label",
     "correct",
 )
+#: Patient metadata columns of the CSV export (read from each row's JSON result; no column of their own,
+#: so logs written before metadata existed need no migration).
+METADATA_COLUMNS = ("age", "sex", "site")
 
 
 @dataclass
@@ -190,13 +194,15 @@ class PredictionLog:
         offset: int = 0,
         before_id: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first; each row as a dict of `COLUMNS` plus `image_stored`."""
+        """Newest first; each row as a dict of `COLUMNS` plus `image_stored` and `metadata` (the
+        patient data the model read, from the JSON result; None for image-only models)."""
         clause, params = (where or HistoryFilter()).where()
         if before_id is not None:
             clause += (" AND " if clause else " WHERE ") + "id < ?"
             params.append(before_id)
         sql = (
-            f"SELECT {', '.join(COLUMNS)}, image_path IS NOT NULL AS image_stored FROM predictions{clause}"
+            f"SELECT {', '.join(COLUMNS)}, image_path IS NOT NULL AS image_stored, results"
+            f" FROM predictions{clause}"
             " ORDER BY id DESC LIMIT ? OFFSET ?"
         )
         with self._lock:
@@ -216,4 +222,15 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
     row["ood"] = bool(row["ood"])
     row["correct"] = None if row["correct"] is None else bool(row["correct"])
     row["image_stored"] = bool(row["image_stored"])
+    row["metadata"] = _metadata(row.pop("results"))
     return row
+
+
+def _metadata(results: str | None) -> dict[str, Any] | None:
+    """The "metadata" object of a stored JSON result, or None (image-only model, older or odd rows)."""
+    try:
+        value = json.loads(results or "null")
+    except ValueError:
+        return None
+    metadata = value.get("metadata") if isinstance(value, dict) else None
+    return metadata if isinstance(metadata, dict) else None

@@ -11,10 +11,11 @@ import math
 from typing import Any
 
 from dermalens.inference.decode import ACCEPTED_HELP, MAX_PIXELS
+from dermalens.inference.metadata import METADATA_FIELDS
 from dermalens.inference.predictor import Classifier
 from dermalens.inference.results import DISCLAIMER
 from dermalens.server.settings import ServerSettings
-from dermalens.taxonomy import DIAGNOSES
+from dermalens.taxonomy import DIAGNOSES, SITE_GROUPS
 
 
 def _clean(value: Any) -> Any:
@@ -53,6 +54,8 @@ def model_card(classifier: Classifier, settings: ServerSettings) -> dict[str, An
         "ood_method": meta.ood_method,
         "tta": classifier.tta,
         "input_size": tuple(meta.preprocessing.input_size),
+        "metadata_inputs": metadata_inputs(classifier),
+        "metadata_sites": list(SITE_GROUPS),
         "preprocessing": _clean(meta.preprocessing.to_dict()),
         "metrics": _clean(meta.metrics),
         "data": _clean(meta.data),
@@ -66,6 +69,12 @@ def model_card(classifier: Classifier, settings: ServerSettings) -> dict[str, An
         },
         "disclaimer": DISCLAIMER,
     }
+
+
+def metadata_inputs(classifier: Classifier) -> list[str]:
+    """Patient fields any ensemble member reads, in the usual order (empty for image-only models)."""
+    read = {name for member in classifier.members for name in member.meta.metadata_inputs}
+    return [name for name in METADATA_FIELDS if name in read]
 
 
 def scalar_rows(tree: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:

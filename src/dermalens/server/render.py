@@ -49,5 +49,7 @@ def result_dict(
         "true_label": label,
         "correct": correct,
         "correct_dx": correct_dx,
+        # The patient data the model read (None for image-only models, which ignore it).
+        "metadata": prediction.to_dict().get("metadata"),
         **upload,
     }

@@ -7,6 +7,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 
+class PatientData(BaseModel):
+    """The patient metadata a model read; null fields were unknown (not given)."""
+
+    age: float | None = Field(None, description="age in years")
+    sex: Literal["male", "female"] | None = None
+    site: str | None = Field(None, description="body site group (see GET /model: metadata_sites)")
+
+
 class ImageResult(BaseModel):
     """One image's prediction."""
 
@@ -25,6 +33,9 @@ class ImageResult(BaseModel):
     true_label: str | None = Field(None, description="label sent by the client or read from the file name")
     correct: bool | None = Field(None, description="decision matches the label's benign/malignant class")
     correct_dx: bool | None = Field(None, description="diagnosis matches the label (dx labels only)")
+    metadata: PatientData | None = Field(
+        None, description="patient data the model read; null for image-only models (they ignore it)"
+    )
     sha256: str
     size_bytes: int
     width: int | None = None
@@ -89,6 +100,12 @@ class ModelCard(BaseModel):
     ood_method: str
     tta: int
     input_size: tuple[int, int]
+    metadata_inputs: list[str] = Field(
+        description="patient fields the model reads (age, sex, site); empty for image-only models"
+    )
+    metadata_sites: list[str] = Field(
+        description="body site groups accepted as 'site' (finer names map to them)"
+    )
     preprocessing: dict[str, Any]
     metrics: dict[str, Any]
     data: dict[str, Any]
@@ -125,6 +142,9 @@ class HistoryRow(BaseModel):
     label: str | None
     correct: bool | None
     image_stored: bool
+    metadata: PatientData | None = Field(
+        None, description="patient data the model read; null for image-only models"
+    )
 
 
 class HistoryPage(BaseModel):

@@ -23,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from dermalens.inference.decode import ACCEPTED_HELP
+from dermalens.inference.metadata import MAX_AGE, METADATA_FIELDS, PatientMetadata
 from dermalens.server.errors import ApiError
 from dermalens.server.sniff import sniff, unsupported_message
-from dermalens.taxonomy import UnknownLabelError, label_from_filename, normalize_label
+from dermalens.taxonomy import SITE_GROUPS, UnknownLabelError, label_from_filename, normalize_label
 
 #: HTTP status for each `ImageDecodeError.kind`.
 STATUS_BY_KIND = {"empty": 422, "unsupported": 415, "corrupt": 422, "too_large": 413, "missing": 422}
@@ -35,6 +36,11 @@ FIELDS_HELP = {
     "heatmap": "true or false",
     "threshold": "a number from 0 to 1 (operating threshold on p_malignant)",
     "labels": "optional true labels, one per file in the same order (e.g. mel, nv, benign, malignant)",
+    "age": f"optional patient age in years, 0 to {MAX_AGE:.0f} (applies to every file; empty = unknown)",
+    "sex": "optional patient sex: male, female, m or f (applies to every file; empty = unknown)",
+    "site": "optional body site of the lesion: "
+    + ", ".join(SITE_GROUPS)
+    + " or a finer name such as back, face, foot (applies to every file; empty = unknown)",
 }
 #: Parts the multipart parser reads before giving up (the count limit itself is checked afterwards).
 PARSER_MAX_PARTS = 1000
@@ -111,8 +117,11 @@ async def _form(request: Request, max_files: int) -> Any:
         raise ApiError(400, f"malformed multipart body ({message}); {MULTIPART_HELP}") from None
 
 
-async def read_predict_request(request: Request, max_files: int) -> tuple[list[Upload], PredictOptions]:
-    """Parse and check the request's shape and options; read the files' bytes (checked later)."""
+async def read_predict_request(
+    request: Request, max_files: int
+) -> tuple[list[Upload], PredictOptions, PatientMetadata]:
+    """Parse and check the request's shape, options and patient metadata (age, sex, site: one set
+    for every file of the request); read the files' bytes (checked later)."""
     form = await _form(request, max_files)
     parts: list[UploadFile] = []
     labels: list[str] = []
@@ -136,6 +145,7 @@ async def read_predict_request(request: Request, max_files: int) -> tuple[list[U
         raise ApiError(422, f"no images: {MULTIPART_HELP} ({ACCEPTED_HELP})")
     if len(parts) > max_files:
         raise ApiError(413, f"too many files ({len(parts)}): at most {max_files} images per request")
+    patient = _patient(options)
     try:
         parsed = PredictOptions.model_validate(options)
     except ValidationError as err:
@@ -150,7 +160,16 @@ async def read_predict_request(request: Request, max_files: int) -> tuple[list[U
     for index, part in enumerate(parts):
         name = _clean_name(part.filename, index)
         uploads.append(Upload(name, await part.read(), _label(labels[index] if labels else "", name)))
-    return uploads, parsed
+    return uploads, parsed, patient
+
+
+def _patient(options: dict[str, str]) -> PatientMetadata:
+    """Take the metadata fields out of `options` and validate them (422 says what is accepted)."""
+    values = {name: options.pop(name, None) for name in METADATA_FIELDS}
+    try:
+        return PatientMetadata.parse(**values)
+    except ValueError as err:
+        raise ApiError(422, f"invalid patient metadata: {err}") from None
 
 
 def _label(given: str, filename: str) -> str | None:

@@ -15,7 +15,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from dermalens.server.log import COLUMNS, HistoryFilter
+from dermalens.server.log import COLUMNS, METADATA_COLUMNS, HistoryFilter
 from dermalens.server.schemas import HistoryPage
 from dermalens.server.state import get_state
 
@@ -82,14 +82,17 @@ async def get_history_csv(request: Request, q: Q = "", decision: DecisionQ = Non
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
-        writer.writerow(COLUMNS)
+        writer.writerow((*COLUMNS, *METADATA_COLUMNS))
         yield BOM + buffer.getvalue()
         if state.log is None:
             return
         for row in state.log.iter_all(where):
             buffer.seek(0)
             buffer.truncate()
-            writer.writerow([csv_cell(row[c]) for c in COLUMNS])
+            patient = row["metadata"] or {}
+            writer.writerow(
+                [csv_cell(row[c]) for c in COLUMNS] + [csv_cell(patient.get(c)) for c in METADATA_COLUMNS]
+            )
             yield buffer.getvalue()
 
     return StreamingResponse(

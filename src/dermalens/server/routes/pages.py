@@ -49,6 +49,7 @@ def _render(request: Request, template: str, page: str, **context: Any) -> HTMLR
         "input_size": card["input_size"],
         "resize": card["preprocessing"].get("resize", "crop_to_aspect"),
         "limits": card["limits"],
+        "metadata_inputs": card["metadata_inputs"],
         "log_enabled": state.log is not None,
         "disclaimer": DISCLAIMER,
     }

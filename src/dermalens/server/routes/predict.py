@@ -44,6 +44,13 @@ _FORM_SCHEMA = {
         "heatmap": {"type": "boolean", "default": False, "description": FIELDS_HELP["heatmap"]},
         "threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": FIELDS_HELP["threshold"]},
         "labels": {"type": "array", "items": {"type": "string"}, "description": FIELDS_HELP["labels"]},
+        "age": {"type": "number", "minimum": 0, "maximum": 120, "description": FIELDS_HELP["age"]},
+        "sex": {
+            "type": "string",
+            "enum": ["", "male", "female", "m", "f"],
+            "description": FIELDS_HELP["sex"],
+        },
+        "site": {"type": "string", "description": FIELDS_HELP["site"]},
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -52,7 +59,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "malformed multipart body"),
         (413, "too many files, too many bytes, or an image with too many pixels"),
         (415, "not multipart, or a file that is not an accepted image (sniffed from its content)"),
-        (422, "empty, corrupt or truncated image; no files; invalid option or label"),
+        (422, "empty, corrupt or truncated image; no files; invalid option, label or patient metadata"),
     )
 }
 
@@ -68,12 +75,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 async def predict(request: Request) -> dict[str, Any]:
     state = get_state(request)
-    uploads, options = await read_predict_request(request, state.settings.max_files)
+    uploads, options, patient = await read_predict_request(request, state.settings.max_files)
     check_content(uploads)
     await anyio.to_thread.run_sync(inspect, uploads)
     tta = options.tta or state.classifier.tta
+    # Patient metadata applies to every file of the request; image-only models ignore it.
     results = await state.service.predict(
-        [u.data for u in uploads], Options(tta=tta, heatmap=options.heatmap, threshold=options.threshold)
+        [u.data for u in uploads],
+        Options(tta=tta, heatmap=options.heatmap, threshold=options.threshold),
+        [patient] * len(uploads),
     )
     bad = [
         _decode_error(u, r) for u, r in zip(uploads, results, strict=True) if isinstance(r, PredictionError)

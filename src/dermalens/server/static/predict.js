@@ -1,11 +1,12 @@
 // Predict page: pick or drop images, send each to POST /api/v1/predict (two at a time), show one card per
-// image, a summary and a CSV. One request per image, so a bad file spoils only its own card.
+// image, a summary and a CSV. One request per image, so a bad file spoils only its own card. Patient data
+// (age, sex, body site) is taken when images are added and sent with each of them.
 "use strict";
 
 (() => {
   const { data, t, el, pct } = DL;
   const CONCURRENCY = 2;
-  const items = []; // {id, file, name, url, status: pending|done|error, result, error, showHeat}
+  const items = []; // {id, file, name, url, metadata, status: pending|done|error, result, error, showHeat}
   const queue = [];
   let nextId = 0;
   let active = 0;
@@ -28,14 +29,31 @@
     return label === "benign" || label === "malignant" ? t("verdict." + label) : DL.dxName(label);
   }
 
+  // The patient fields that are filled in and enabled (a model that reads no patient data disables them).
+  function patientData() {
+    const fields = { age: $("patient-age"), sex: $("patient-sex"), site: $("patient-site") };
+    const values = {};
+    for (const [name, field] of Object.entries(fields)) {
+      if (field && !field.disabled && field.value.trim() !== "") values[name] = field.value.trim();
+    }
+    return values;
+  }
+
   function addFiles(fileList) {
     const files = Array.from(fileList || []);
     if (!files.length) return;
+    const age = $("patient-age");
+    if (age && !age.disabled && !age.checkValidity()) {
+      setStatus("patient.age_invalid");
+      age.focus();
+      return;
+    }
+    const metadata = patientData();
     const room = data.limits.max_files - items.length;
     const taken = files.slice(0, Math.max(room, 0));
     if (files.length > taken.length) setStatus("predict.too_many", { n: taken.length, max: data.limits.max_files });
     for (const file of taken) {
-      const item = { id: nextId++, file, name: file.name, url: URL.createObjectURL(file), status: "pending", showHeat: false };
+      const item = { id: nextId++, file, name: file.name, url: URL.createObjectURL(file), metadata, status: "pending", showHeat: false };
       items.push(item);
       if (file.size > data.limits.max_bytes) {
         item.status = "error";
@@ -71,6 +89,7 @@
     form.append("files", item.file, item.name);
     form.append("heatmap", "true");
     form.append("tta", $("tta-select").value);
+    for (const [name, value] of Object.entries(item.metadata || {})) form.append(name, value);
     try {
       const response = await fetch(`${data.api}/predict`, { method: "POST", body: form });
       const body = await response.json().catch(() => ({}));
@@ -146,6 +165,7 @@
       bar(r.p_malignant, `pmal ${r.decision}`, r.threshold),
       el("p", { class: "small", text: t("card.threshold", { pct: pct(r.threshold) }) }),
     );
+    if (r.metadata) node.append(el("p", { class: "small patient-read", text: t("patient.read", { data: patientText(r.metadata) }) }));
     if (r.ood) node.append(el("p", { class: "warn ood", text: t("card.ood") }));
     // An unusable image gets the OOD warning only: a "high risk" verdict on a cat photo would mislead.
     if (r.decision === "malignant" && !r.ood) node.append(el("p", { class: "warn risk", text: t("card.high_risk") }));
@@ -164,6 +184,15 @@
         bar(r.probabilities[code], "", undefined, malignant.has(code) ? "malignant" : "")));
     node.append(el("details", { open: true }, el("summary", { text: t("card.probabilities") }), el("ul", { class: "dx-bars" }, rows)));
     return node;
+  }
+
+  // What the model read, e.g. "63 years, Male, Torso"; unknown fields are left out.
+  function patientText(m) {
+    const parts = [];
+    if (m.age !== null && m.age !== undefined) parts.push(t("patient.age_value", { age: new Intl.NumberFormat(data.lang).format(m.age) }));
+    if (m.sex) parts.push(t("sex." + m.sex));
+    if (m.site) parts.push(t("site." + m.site));
+    return parts.length ? parts.join(", ") : t("patient.none");
   }
 
   function replaceCard(item) {
@@ -210,14 +239,15 @@
   function downloadCsv() {
     const codes = data.classes.map((c) => c.code);
     const header = ["filename", "status", "decision", "p_malignant", "threshold", "prediction", "prediction_name",
-      "ood", "ood_score", "true_label", "correct", "correct_dx", ...codes.map((c) => "p_" + c), "error"];
+      "ood", "ood_score", "true_label", "correct", "correct_dx", "age", "sex", "site", ...codes.map((c) => "p_" + c), "error"];
     const lines = [header];
     for (const item of items) {
       const r = item.result || {};
       const probs = r.probabilities || {};
+      const m = r.metadata || {}; // what the model read: empty for image-only models
       lines.push([item.name, item.status, r.decision, r.p_malignant, r.threshold, r.prediction,
         r.prediction ? DL.dxName(r.prediction) : "", r.ood, r.ood_score, r.true_label, r.correct, r.correct_dx,
-        ...codes.map((c) => probs[c]), item.error]);
+        m.age, m.sex, m.site, ...codes.map((c) => probs[c]), item.error]);
     }
     const text = "\ufeff" + lines.map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
     const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" })), download: "dermalens-predictions.csv" });
