@@ -45,8 +45,28 @@ def test_comparison_files(comparison: Path) -> None:
     with open(comparison / "comparison.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["model"] for r in rows] == ["1. tiny-test", "2. tiny-baseline"]
-    table = (comparison / "comparison.md").read_text().splitlines()
-    assert table[0].startswith("| model | n | auc") and len(table) == 4
+    main_table, subgroup_table = (comparison / "comparison.md").read_text().split("\n\n", 1)
+    assert main_table.startswith("| model | n | auc") and len(main_table.splitlines()) == 4
+    assert "| sex: female" in subgroup_table and "auc · 2. tiny-baseline" in subgroup_table
+    sexes = [r for r in result["subgroups"] if r["attribute"] == "sex"]
+    assert sum(r["n"] for r in sexes) == result["n_common"]  # unknown is a row: rows add up
+
+
+def test_compare_image_only_with_metadata_model(
+    tiny_artifact: Path, tiny_fusion_artifact: Path, dataset_csv: Path, split_file: Path, tmp_path: Path
+) -> None:
+    """The ablation path of issue #7: a metadata-fusion model is scored with its records' metadata."""
+    result = compare(
+        [tiny_artifact, tiny_fusion_artifact],
+        dataset_csv,
+        tmp_path,
+        split_file=split_file,
+        n_boot=50,
+        reports=False,
+    )
+    first, second = result["models"]
+    assert result["n_common"] == 14 and second["p_value"] is not None
+    assert second["auc"] != first["auc"]
 
 
 def test_compare_needs_two_models(tiny_artifact: Path, dataset_csv: Path, tmp_path: Path) -> None:

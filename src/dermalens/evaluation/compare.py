@@ -137,12 +137,14 @@ def compare(
         row["p_value"] = test["p_value"] if test else None
         row["report"] = str(run.out_dir / "report.html") if reports else None
         rows.append(jsonable(row))
+    subgroups = subgroup_rows(runs, names)
     result = {
         "reference": names[0],
         "n_common": len(ids),
         "test": "paired bootstrap of the AUC difference "
         f"({n_boot} resamples of {'lesion groups' if ci_unit == 'group' else 'images'}, seed {seed})",
         "models": rows,
+        "subgroups": subgroups,
         "data": data.info,
         "disclaimer": DISCLAIMER,
     }
@@ -150,7 +152,9 @@ def compare(
     text = json.dumps(result, indent=1, allow_nan=False)
     (out / "comparison.json").write_text(text + "\n", encoding="utf-8")
     _write_csv(out / "comparison.csv", rows)
-    (out / "comparison.md").write_text(markdown_table(rows) + "\n", encoding="utf-8")
+    (out / "comparison.md").write_text(
+        markdown_table(rows) + "\n\n" + subgroup_markdown(subgroups, names) + "\n", encoding="utf-8"
+    )
     curves = [
         plots.Curve(name, y, score, run.metrics["threshold"]["value"])
         for name, score, run in zip(names, scores, runs, strict=True)
@@ -193,6 +197,48 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     rule = "|" + "|".join("---" for _ in TABLE_KEYS) + "|"
     lines = ["| " + " | ".join(_cell(row.get(k)) for k in TABLE_KEYS) + " |" for row in rows]
     return "\n".join([header, rule, *lines])
+
+
+#: Per-subgroup figures compared across models (from each model's metrics.json "subgroups").
+SUBGROUP_KEYS = ("auc", "sensitivity", "balanced_accuracy")
+
+
+def subgroup_rows(runs: Sequence[EvalRun], names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per (attribute, value), e.g. age band 60–69: n, and AUC / sensitivity at each model's
+    own threshold / balanced accuracy for every model side by side."""
+    rows: list[dict[str, Any]] = []
+    first = runs[0].metrics.get("subgroups", {})
+    for attribute, table in first.items():
+        for value, ref in table.items():
+            row: dict[str, Any] = {
+                "attribute": attribute,
+                "value": value,
+                "n": ref.get("n"),
+                "n_malignant": ref.get("n_malignant"),
+                "few_cases": ref.get("few_cases"),
+            }
+            for name, run in zip(names, runs, strict=True):
+                cell = run.metrics.get("subgroups", {}).get(attribute, {}).get(value, {})
+                row.update({f"{key} · {name}": cell.get(key) for key in SUBGROUP_KEYS})
+            rows.append(jsonable(row))
+    return rows
+
+
+def subgroup_markdown(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
+    """Markdown: AUC and sensitivity per subgroup and model (few-case rows marked *)."""
+    if not rows:
+        return "(no age, sex or site in this data: no subgroup table)"
+    keys = [f"{key} · {name}" for key in ("auc", "sensitivity") for name in names]
+    header = "| subgroup | n (malignant) | " + " | ".join(keys) + " |"
+    rule = "|" + "|".join("---" for _ in range(len(keys) + 2)) + "|"
+    lines = [
+        f"| {r['attribute']}: {r['value']}{' *' if r['few_cases'] else ''} | {r['n']} ({r['n_malignant']}) | "
+        + " | ".join(_cell(r.get(k)) for k in keys)
+        + " |"
+        for r in rows
+    ]
+    note = "\n\n\\* fewer than 10 malignant or benign images: too noisy to compare."
+    return "\n".join([header, rule, *lines]) + note
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
