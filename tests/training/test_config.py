@@ -54,9 +54,12 @@ def test_ablation_configs_start_from_the_bundled_model():
 
     root = Path(__file__).resolve().parents[2] / "configs" / "ablations"
     configs = {p.stem: load_config(p) for p in sorted(root.glob("*.yaml"))}
-    assert set(configs) == {"image-heads", "metadata", "hierarchical"}
-    for config in configs.values():
+    assert set(configs) == {"image-heads", "metadata", "hierarchical", "full-metadata", "full-hierarchical"}
+    for name in ("image-heads", "metadata", "hierarchical"):
+        config = configs[name]
         assert config.model.checkpoint == "models/default/weights.pt"
         assert config.data.split_file == "configs/splits/ham10000-seed0.json"  # the same test split
         assert config.stages[0].freeze_backbone and config.stages[0].backbone_eval
     assert configs["metadata"].model.metadata and configs["hierarchical"].model.head == "hierarchical"
+    full = configs["full-metadata"]
+    assert full.model.pretrained and full.model.checkpoint is None and len(full.stages) == 2
