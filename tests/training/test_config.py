@@ -54,8 +54,16 @@ def test_ablation_configs_start_from_the_bundled_model():
 
     root = Path(__file__).resolve().parents[2] / "configs" / "ablations"
     configs = {p.stem: load_config(p) for p in sorted(root.glob("*.yaml"))}
-    assert set(configs) == {"image-heads", "metadata", "hierarchical", "full-metadata", "full-hierarchical"}
-    for name in ("image-heads", "metadata", "hierarchical"):
+    assert set(configs) == {
+        "image-heads",
+        "metadata",
+        "hierarchical",
+        "late-fusion",
+        "full-metadata",
+        "full-hierarchical",
+    }
+    assert configs["late-fusion"].model.fusion == "late" and configs["late-fusion"].model.metadata
+    for name in ("image-heads", "metadata", "hierarchical", "late-fusion"):
         config = configs[name]
         assert config.model.checkpoint == "models/default/weights.pt"
         assert config.data.split_file == "configs/splits/ham10000-seed0.json"  # the same test split

@@ -65,3 +65,40 @@ def test_hierarchical_run_gives_consistent_probabilities(tiny_dataset, tmp_path)
     assert result.p_malignant == pytest.approx(malignant)
     assert result.heatmap is not None and result.heatmap.max() > 0
     assert clf.meta.metrics["validation"]["auc"] == clf.meta.metrics["validation"]["auc"]  # not NaN
+
+
+def test_late_fusion_trusts_metadata_that_tells_the_label(site_dataset, tmp_path):
+    """An image model that knows nothing + a metadata model that knows the site → the fused artifact
+    follows the site, and the report says which weight validation chose."""
+    import torch
+
+    from dermalens.models.factory import create_model
+
+    torch.manual_seed(0)
+    image_model = create_model("tf_efficientnet_lite0", num_classes=7)
+    checkpoint = tmp_path / "image.pt"
+    torch.save(image_model.state_dict(), checkpoint)
+    path = write_config(
+        tmp_path / "c.yaml",
+        site_dataset,
+        tmp_path / "runs",
+        model={"pretrained": False, "checkpoint": str(checkpoint), "metadata": True, "fusion": "late"},
+    )
+    from dermalens.training.late_fusion import fit_late_fusion
+
+    config = load_config(path)
+    net, report = fit_late_fusion(config)
+    assert report["weight"] > 0 and set(report["validation_by_weight"]) >= {"0.0", "1.0"}
+    clf = Classifier.load(build_artifact(net, config, tmp_path / "artifact", notes=report))
+    assert clf.meta.metadata_branch == "linear" and clf.meta.training["notes"]["weight"] == report["weight"]
+    image = site_dataset.parent / "0.png"
+    face = clf.predict(image, metadata={"site": "face"}).probabilities
+    back = clf.predict(image, metadata={"site": "back"}).probabilities
+    assert face["mel"] > back["mel"] and back["nv"] > face["nv"]
+
+
+def test_late_fusion_config_needs_an_image_model(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {metadata: true, fusion: late}\n")
+    with pytest.raises(ValueError, match="checkpoint"):
+        load_config(path)

@@ -64,6 +64,8 @@ class ArtifactMeta:
     #: (`MetadataEncoding.to_dict()`); model.onnx then has a second input "metadata" [N, dim].
     metadata_inputs: list[str] = field(default_factory=list)
     metadata_encoding: dict[str, Any] = field(default_factory=dict)
+    #: How the metadata enters the network: "mlp" (joint fusion) or "linear" (late fusion).
+    metadata_branch: str = "mlp"
     version: str = "0.1.0"
     license: str = "CC BY-NC 4.0 (inherited from the HAM10000 training data)"
     data: dict[str, Any] = field(default_factory=dict)

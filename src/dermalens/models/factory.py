@@ -37,6 +37,7 @@ def create_model(
     metadata_dim: int = 0,
     hierarchical: bool = False,
     malignant: Sequence[int] = (),
+    metadata_branch: str = "mlp",
 ) -> nn.Module:
     """Build `name` with a fresh `num_classes` head.
 
@@ -49,7 +50,15 @@ def create_model(
     """
     if metadata_dim or hierarchical:
         return _create_lesion_net(
-            name, pretrained, num_classes, drop_rate, checkpoint, metadata_dim, hierarchical, malignant
+            name,
+            pretrained,
+            num_classes,
+            drop_rate,
+            checkpoint,
+            metadata_dim,
+            hierarchical,
+            malignant,
+            metadata_branch,
         )
     import timm
 
@@ -83,6 +92,7 @@ def _create_lesion_net(
     metadata_dim: int,
     hierarchical: bool,
     malignant: Sequence[int],
+    metadata_branch: str,
 ) -> nn.Module:
     from dermalens.models.fusion import LesionNet
 
@@ -94,6 +104,7 @@ def _create_lesion_net(
         hierarchical=hierarchical,
         malignant=malignant,
         drop_rate=drop_rate,
+        metadata_branch=metadata_branch,
     )
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -136,6 +147,7 @@ def build_from_meta(meta: object, weights: Path) -> nn.Module:
         metadata_dim=encoding.dim if encoding else 0,
         hierarchical=meta.head == "hierarchical",
         malignant=meta.malignant_indices,
+        metadata_branch=meta.metadata_branch,
     )
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() for k, v in state.items()})

@@ -26,6 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 META_HIDDEN = 32
+#: "mlp": a small MLP embeds the metadata (trained with the heads); "linear": the encoded vector
+#: enters the linear head as is, so the metadata term of each logit is linear (late fusion).
+METADATA_BRANCHES = ("mlp", "linear")
 
 
 class FlatHead(nn.Module):
@@ -92,24 +95,30 @@ class LesionNet(nn.Module):
         hierarchical: bool = False,
         malignant: Sequence[int] = (),
         drop_rate: float = 0.2,
+        metadata_branch: str = "mlp",
     ) -> None:
         super().__init__()
+        if metadata_branch not in METADATA_BRANCHES:
+            raise ValueError(f"metadata branch {metadata_branch!r}; valid: {', '.join(METADATA_BRANCHES)}")
         backbone.reset_classifier(0)  # type: ignore[operator]
         self.backbone = backbone
         self.image_dim = int(backbone.num_features)  # type: ignore[arg-type]
         self.metadata_dim = metadata_dim
-        self.meta = (
-            nn.Sequential(
+        self.meta: nn.Module | None = None
+        meta_out = 0
+        if metadata_dim and metadata_branch == "mlp":
+            self.meta = nn.Sequential(
                 nn.Linear(metadata_dim, META_HIDDEN),
                 nn.ReLU(),
                 nn.Dropout(0.1),
                 nn.Linear(META_HIDDEN, META_HIDDEN),
                 nn.ReLU(),
             )
-            if metadata_dim
-            else None
-        )
-        fused = self.image_dim + (META_HIDDEN if metadata_dim else 0)
+            meta_out = META_HIDDEN
+        elif metadata_dim:  # "linear": the encoded vector itself (late fusion, training/late_fusion.py)
+            self.meta = nn.Identity()
+            meta_out = metadata_dim
+        fused = self.image_dim + meta_out
         self.dropout = nn.Dropout(drop_rate)
         self.head: FlatHead | HierarchicalHead = (
             HierarchicalHead(fused, n_classes, malignant) if hierarchical else FlatHead(fused, n_classes)

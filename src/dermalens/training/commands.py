@@ -56,6 +56,17 @@ def run_train(args: argparse.Namespace) -> int:
     from dermalens.training.trainer import Trainer, init_distributed
 
     started = time.time()
+    if config.model.fusion == "late":  # no network training: see training/late_fusion.py
+        from dermalens.training.config import save_config
+        from dermalens.training.late_fusion import fit_late_fusion
+
+        save_config(config, config.run_dir() / "config.yaml")
+        model, report = fit_late_fusion(config, progress=not args.no_progress)
+        out = args.out or config.run_dir() / "artifact"
+        command = "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        build_artifact(model, config, out, command=command, wall_seconds=time.time() - started, notes=report)
+        print(f"model artifact: {out} (late fusion, metadata weight {report['weight']})")
+        return 0
     dist_info = init_distributed()
     trainer = Trainer(config, dist_info, progress=not args.no_progress)
     if args.finalize is not None:

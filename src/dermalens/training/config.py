@@ -45,6 +45,10 @@ class ModelConfig:
     #: Training only: probability of hiding each metadata field (so "unknown" is a state the
     #: model knows, and predictions without metadata stay sound).
     metadata_dropout: float = 0.25
+    #: How metadata is fused: "joint" (an MLP branch trained with the heads, models/fusion.py) or
+    #: "late" (a metadata-only logistic regression on the training split, combined with the image
+    #: model of `checkpoint` by Bayes' rule, weight chosen on validation: training/late_fusion.py).
+    fusion: str = "joint"
 
 
 @dataclass
@@ -200,6 +204,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if config.balance.method not in ("none", "class_weights", "sampler", "focal", "undersample"):
         raise ValueError(
             f"balance.method {config.balance.method!r}; valid: none, class_weights, sampler, focal, undersample"
+        )
+    if config.model.fusion not in ("joint", "late"):
+        raise ValueError(f"model.fusion {config.model.fusion!r}; valid: joint, late")
+    if config.model.fusion == "late" and not (config.model.metadata and config.model.checkpoint):
+        raise ValueError(
+            "model.fusion: late needs model.metadata: true and a model.checkpoint (the image model)"
         )
     if config.model.head not in ("dx", "binary", "hierarchical"):
         raise ValueError(f"model.head {config.model.head!r}; valid: dx, binary, hierarchical")

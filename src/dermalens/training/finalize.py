@@ -44,7 +44,13 @@ def _outputs(
 
 
 def build_artifact(
-    model: nn.Module, config: TrainConfig, out_dir: Path, *, command: str = "", wall_seconds: float = 0.0
+    model: nn.Module,
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    command: str = "",
+    wall_seconds: float = 0.0,
+    notes: dict[str, Any] | None = None,
 ) -> Path:
     """Calibrate on validation, fit the OOD gate, and write the artifact folder."""
     from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
@@ -72,6 +78,7 @@ def build_artifact(
         head=config.model.head,
         metadata_inputs=list(encoding.fields) if encoding else [],
         metadata_encoding=encoding.to_dict() if encoding else {},
+        metadata_branch="linear" if config.model.fusion == "late" else "mlp",
         temperature=temperature,
         threshold=threshold,
         threshold_rule=f"≥{config.target_sensitivity:.0%} sensitivity for malignancy on the validation split",
@@ -89,6 +96,7 @@ def build_artifact(
             "hardware": f"{platform.machine()}, {torch.get_num_threads()} torch threads"
             + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", CPU only"),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            **({"notes": notes} if notes else {}),
         },
         metrics={"validation": quick_metrics(val.logits, val.targets, mal_idx)},
     )

@@ -47,6 +47,7 @@ def network_for(config: TrainConfig, classes: list[str], malignant: list[str], *
         metadata_dim=encoding.dim if encoding else 0,
         hierarchical=config.model.head == "hierarchical",
         malignant=[classes.index(c) for c in malignant],
+        metadata_branch="linear" if config.model.fusion == "late" else "mlp",
     )
 
 
