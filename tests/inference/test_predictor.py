@@ -120,3 +120,14 @@ def test_grad_cam_for_a_head_without_exact_cam(tmp_path):
     torch_map = Classifier.load(folder, runtime="torch").predict(lesion_like(1), heatmap=True).heatmap
     assert onnx_map.max() == 0.0
     assert torch_map.shape == (48, 64) and torch_map.max() > 0.0
+
+
+def test_onnx_threads_do_not_spin_unless_asked(tiny_artifact, monkeypatch):
+    """Busy-waiting ORT threads starve preprocessing on small CPUs (benchmarks/predict_speed.py)."""
+    from dermalens.inference.runtime import OnnxRuntime
+
+    key = "session.intra_op.allow_spinning"
+    onnx = tiny_artifact / "model.onnx"
+    assert OnnxRuntime(onnx).session.get_session_options().get_session_config_entry(key) == "0"
+    monkeypatch.setenv("DERMALENS_ORT_SPIN", "1")
+    assert OnnxRuntime(onnx).session.get_session_options().get_session_config_entry(key) == "1"
