@@ -160,3 +160,17 @@ class MetadataEncoding:
                 f"metadata fields {sorted(unknown)} are not known; valid: {', '.join(METADATA_FIELDS)}"
             )
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+#: What callers may pass for one image's patient data.
+MetadataInput = PatientMetadata | Mapping[str, Any] | None
+
+
+def per_image(metadata: MetadataInput | Sequence[MetadataInput], n: int) -> list[PatientMetadata]:
+    """One validated `PatientMetadata` per image: a list/tuple gives one per image, a single value
+    (or None: all unknown) applies to every image."""
+    if isinstance(metadata, list | tuple):
+        if len(metadata) != n:
+            raise ValueError(f"metadata has {len(metadata)} entries for {n} images; give one per image")
+        return [PatientMetadata.coerce(m) for m in metadata]
+    return [PatientMetadata.coerce(metadata)] * n  # type: ignore[arg-type]

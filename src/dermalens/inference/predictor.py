@@ -8,7 +8,7 @@ is ONNX Runtime, so this module works with the light `serve` install (no torch).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from dermalens.inference.decode import ImageDecodeError, ImageInput
-from dermalens.inference.metadata import PatientMetadata
+from dermalens.inference.metadata import MetadataInput, PatientMetadata, per_image
 from dermalens.inference.ood import OodGate, colour_score
 from dermalens.inference.preprocess import Preprocessing, load_canonical, normalize
 from dermalens.inference.results import Prediction, PredictionError
@@ -55,18 +55,6 @@ class _Member:
             for key, value in result.items():
                 out[key] = value if key not in out else np.concatenate([out[key], value])
         return out
-
-
-MetadataInput = PatientMetadata | Mapping[str, Any] | None
-
-
-def _patients(metadata: MetadataInput | Sequence[MetadataInput], n: int) -> list[PatientMetadata]:
-    """One validated `PatientMetadata` per image (a single value applies to every image)."""
-    if isinstance(metadata, list | tuple):
-        if len(metadata) != n:
-            raise ValueError(f"metadata has {len(metadata)} entries for {n} images; give one per image")
-        return [PatientMetadata.coerce(m) for m in metadata]
-    return [PatientMetadata.coerce(metadata)] * n  # type: ignore[arg-type]
 
 
 def _source_name(item: ImageInput) -> str:
@@ -179,7 +167,7 @@ class Classifier:
         """
         many = isinstance(images, list)
         items: list[ImageInput] = images if isinstance(images, list) else [images]
-        patients = _patients(metadata, len(items))
+        patients = per_image(metadata, len(items))
         if many:
             return self._predict_many(items, heatmap, threshold, tta, keep_image, patients)
         result = self._predict_many(items, heatmap, threshold, tta, keep_image, patients)[0]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from dermalens.inference.metadata import PatientMetadata
+from dermalens.inference.metadata import PatientMetadata, per_image
 from dermalens.inference.predictor import Classifier
 from dermalens.inference.results import Prediction, PredictionError
 
@@ -82,12 +82,7 @@ class InferenceService:
         """`metadata`: one `PatientMetadata` for every image, one per image, or None (all unknown)."""
         if self._ready is None:
             raise RuntimeError("InferenceService.start() was not awaited")
-        if metadata is None or isinstance(metadata, PatientMetadata):
-            patients = [metadata or PatientMetadata()] * len(images)
-        else:
-            patients = list(metadata)
-            if len(patients) != len(images):
-                raise ValueError(f"{len(patients)} metadata entries for {len(images)} images")
+        patients = per_image(list(metadata) if isinstance(metadata, Sequence) else metadata, len(images))
         job = _Job(images, options, asyncio.get_running_loop().create_future(), patients)
         async with self._ready:
             self._queue.append(job)

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dermalens.inference.metadata import METADATA_FIELDS
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -67,7 +69,7 @@ COLUMNS = (
 )
 #: Patient metadata columns of the CSV export (read from each row's JSON result; no column of their own,
 #: so logs written before metadata existed need no migration).
-METADATA_COLUMNS = ("age", "sex", "site")
+METADATA_COLUMNS = METADATA_FIELDS
 
 
 @dataclass

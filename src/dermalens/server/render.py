@@ -50,6 +50,6 @@ def result_dict(
         "correct": correct,
         "correct_dx": correct_dx,
         # The patient data the model read (None for image-only models, which ignore it).
-        "metadata": prediction.to_dict().get("metadata"),
+        "metadata": prediction.metadata.to_dict() if prediction.metadata is not None else None,
         **upload,
     }

@@ -33,9 +33,11 @@ from dermalens.training.prepare import (
 )
 
 
-def _outputs(
+def network_outputs(
     model: nn.Module, images: np.ndarray, records: list[Record], targets: list[int], config: TrainConfig
 ) -> Any:
+    """Logits, pooled features and targets of `model` on cached `images` (eval, no augmentation),
+    fed each record's patient metadata when the run uses it."""
     encoding = metadata_encoding(config)
     metadata = [r.patient for r in records] if encoding else None
     dataset = LesionDataset(images, targets, config.preprocessing, metadata=metadata, encoding=encoding)
@@ -58,10 +60,12 @@ def build_artifact(
     classes, malignant = targets_for(config.model.head)
     data: StageData = load_stage_data(config, config.stages[-1], classes)
     model = model.float().eval().to(memory_format=torch.contiguous_format)
-    train = _outputs(
+    train = network_outputs(
         model, cache_images(data.train, config.preprocessing), data.train, data.train_targets, config
     )
-    val = _outputs(model, cache_images(data.val, config.preprocessing), data.val, data.val_targets, config)
+    val = network_outputs(
+        model, cache_images(data.val, config.preprocessing), data.val, data.val_targets, config
+    )
     encoding = metadata_encoding(config)
     mal_idx = [classes.index(c) for c in malignant]
     temperature = float(fit_temperature(val.logits, val.targets))

@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from dermalens.inference.metadata import METADATA_FIELDS, MetadataEncoding, PatientMetadata
 from dermalens.models.factory import create_model
 from dermalens.models.fusion import FlatHead, LesionNet
 from dermalens.training.config import TrainConfig
-from dermalens.training.data import LesionDataset, cache_images
-from dermalens.training.loop import predict_outputs, quick_metrics
+from dermalens.training.data import cache_images
+from dermalens.training.finalize import network_outputs
+from dermalens.training.loop import quick_metrics
 from dermalens.training.prepare import load_stage_data, metadata_encoding, network_for, targets_for
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ def fit_late_fusion(config: TrainConfig, progress: bool = False) -> tuple[nn.Mod
         checkpoint=config.model.checkpoint,
     ).eval()
     val_images = cache_images(data.val, config.preprocessing, progress)
-    loader = DataLoader(LesionDataset(val_images, data.val_targets, config.preprocessing), batch_size=64)
-    logits = predict_outputs(image_model, loader, channels_last=config.channels_last).logits
+    logits = network_outputs(image_model, val_images, data.val, data.val_targets, config).logits
     temperature = float(fit_temperature(logits, np.asarray(data.val_targets)))
     mal_idx = [classes.index(c) for c in malignant]
     y_val = np.asarray(data.val_targets)
