@@ -56,7 +56,7 @@ def save_image(path: Path, array: np.ndarray, fmt: str | None = None) -> Path:
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real artifact: EfficientNet-Lite0 (ImageNet backbone, random 7-class head) at 64×48,
-    exported to ONNX, with an OOD gate fitted on synthetic lesions."""
+    exported to ONNX, with an OOD gate (embedding and mid-level parts) fitted on synthetic lesions."""
     import torch
 
     from dermalens.inference.ood import fit_gate
@@ -70,9 +70,11 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = create_model("tf_efficientnet_lite0", num_classes=len(DX_CODES)).eval()
     batch = torch.from_numpy(np.stack([prepare(lesion_like(s), spec) for s in range(48)]))
     with torch.no_grad():
-        features = forward_all(model, batch)["features"].numpy()
-    gate = fit_gate(features[:32], np.arange(32) % 2, features[32:], quantile=1.0)
+        out = {k: v.numpy() for k, v in forward_all(model, batch).items()}
+    features, level = out["features"], out["level_features"]
+    gate = fit_gate(features[:32], np.arange(32) % 2, features[32:], 1.0, level[:32], level[32:])
     gate.threshold *= 1.5  # generous: synthetic lesions vary more than 16 validation samples show
+    gate.level_threshold *= 1.5
     meta = ArtifactMeta(
         name="tiny-test",
         architecture="tf_efficientnet_lite0",

@@ -52,6 +52,8 @@ class Outputs:
     ood_score: np.ndarray
     #: (image id, reason) for records that failed to decode here.
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: [N, Dl] pooled mid-level features of the first view (the gate's second input), or None.
+    level_features: np.ndarray | None = None
 
     def probabilities(self, temperature: float | None = None) -> np.ndarray:
         """[N, C] mean over views of softmax(logits / T); T defaults to the artifact's."""
@@ -97,6 +99,7 @@ def collect_outputs(
     failed: list[tuple[str, str]] = []
     views: list[list[np.ndarray]] = [[] for _ in range(tta)]
     features: list[np.ndarray] = []
+    levels: list[np.ndarray] = []
     colour: list[float] = []
     workers = min(4, os.cpu_count() or 1)
     bar = tqdm(total=len(records), desc=f"{meta.name}", unit="img", disable=not progress)
@@ -125,16 +128,19 @@ def collect_outputs(
                     views[view].append(np.asarray(out["logits"], dtype=np.float32))
                     if view == 0 and "features" in out:
                         features.append(np.asarray(out["features"], dtype=np.float32))
+                    if view == 0 and "level_features" in out:
+                        levels.append(np.asarray(out["level_features"], dtype=np.float32))
     bar.close()
     for image_id, reason in failed:
         log.warning("%s: cannot be read (%s); skipped", image_id, reason)
     n_classes = len(meta.classes)
     logits = np.stack([np.concatenate(v) if v else np.zeros((0, n_classes), np.float32) for v in views])
     feats = np.concatenate(features) if features else None
+    level = np.concatenate(levels) if levels else None
     ood = np.zeros(len(ids))
     if gate is not None and feats is not None and len(feats):
-        ood = gate.score(feats, colour)
-    return Outputs(folder, meta, ids, logits, feats, np.asarray(ood, dtype=np.float64), failed)
+        ood = gate.score(feats, colour, level)
+    return Outputs(folder, meta, ids, logits, feats, np.asarray(ood, dtype=np.float64), failed, level)
 
 
 @dataclass

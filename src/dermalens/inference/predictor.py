@@ -229,8 +229,9 @@ class Classifier:
                 out = member.infer(batch, patients)
                 probs += softmax(out["logits"], member.meta.temperature)
                 if member.gate is not None and view_index == 0:
+                    colours = [colour_score(c) for c in canon]
                     ood = np.maximum(
-                        ood, member.gate.score(out["features"], [colour_score(c) for c in canon])
+                        ood, member.gate.score(out["features"], colours, out.get("level_features"))
                     )
                 if heatmap and member is self.members[0]:
                     for j in range(n):

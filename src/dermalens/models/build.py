@@ -23,11 +23,16 @@ def save_artifact(
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, folder / WEIGHTS_FILE)
     export_onnx(model, folder / ONNX_FILE, meta.preprocessing.input_size)
     if gate is not None:
-        gate.save(folder / OOD_FILE)
-        meta.ood_threshold = gate.threshold
-        meta.ood_method = "min class-conditional Mahalanobis distance (shared Ledoit-Wolf covariance)"
+        save_gate(folder, meta, gate)
     write_meta(folder, meta)
     return folder
+
+
+def save_gate(folder: Path, meta: ArtifactMeta, gate: OodGate) -> None:
+    """Write ood.npz and record the gate's threshold and method in `meta` (then call `write_meta`)."""
+    gate.save(folder / OOD_FILE)
+    meta.ood_threshold = gate.threshold
+    meta.ood_method = gate.method
 
 
 def random_gate(dim: int, n_classes: int, seed: int = 0) -> OodGate:

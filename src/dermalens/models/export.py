@@ -1,7 +1,8 @@
 """Export an artifact's network to ONNX (served by ONNX Runtime) or TorchScript.
 
 The ONNX graph has the input ``image`` [N,3,H,W] (batch, height and width dynamic,
-so TTA rotations need no crop), plus ``metadata`` [N,M] for metadata-fusion models, and three outputs ``logits``, ``features`` and ``cam``.
+so TTA rotations need no crop), plus ``metadata`` [N,M] for metadata-fusion models, and the outputs ``logits``, ``features``,
+``cam`` and (EfficientNet) ``level_features``: `models.heads.OUTPUT_NAMES`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dermalens.models.heads import ExportWrapper, uses_metadata
+from dermalens.models.heads import OUTPUT_NAMES, ExportWrapper, forward_all, uses_metadata
 
 log = logging.getLogger(__name__)
 EXPORT_FORMATS = ("onnx", "torchscript")
-OUTPUT_NAMES = ["logits", "features", "cam"]
 
 
 def export_onnx(model: nn.Module, out: Path, input_size: tuple[int, int], opset: int = 17) -> Path:
@@ -28,14 +28,16 @@ def export_onnx(model: nn.Module, out: Path, input_size: tuple[int, int], opset:
     out.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "metadata": {0: "batch"}}
     dynamic = {k: v for k, v in dynamic.items() if k in inputs}
-    dynamic.update({name: {0: "batch"} for name in OUTPUT_NAMES})
     with torch.no_grad():
+        produced = forward_all(wrapper.model, *example)
+        outputs = [name for name in OUTPUT_NAMES if name in produced]
+        dynamic.update({name: {0: "batch"} for name in outputs})
         torch.onnx.export(
             wrapper,
             example,
             str(out),
             input_names=inputs,
-            output_names=OUTPUT_NAMES,
+            output_names=outputs,
             dynamic_axes=dynamic,
             opset_version=opset,
             dynamo=False,
@@ -52,7 +54,7 @@ def _example_inputs(model: nn.Module, n: int, height: int, width: int) -> tuple[
 
 
 def export_torchscript(model: nn.Module, out: Path, input_size: tuple[int, int]) -> Path:
-    """Write a traced TorchScript module returning (logits, features, cam)."""
+    """Write a traced TorchScript module returning the `OUTPUT_NAMES` tuple."""
     width, height = input_size
     wrapper = ExportWrapper(model.float().eval())
     with torch.no_grad():

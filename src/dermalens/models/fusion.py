@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dermalens.models.heads import backbone_maps, level_output
+
 META_HIDDEN = 32
 #: "mlp": a small MLP embeds the metadata (trained with the heads); "linear": the encoded vector
 #: enters the linear head as is, so the metadata term of each logit is linear (late fusion).
@@ -131,8 +133,9 @@ class LesionNet(nn.Module):
     def forward_all(
         self, image: torch.Tensor, metadata: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """``{"logits", "features" (pooled image features, for the OOD gate), "cam"}``."""
-        fmap = self.backbone.forward_features(image)  # type: ignore[operator]
+        """``{"logits", "features" (pooled image features, for the OOD gate), "cam"}`` and, for
+        EfficientNet backbones, ``"level_features"`` (the gate's mid-level input)."""
+        fmap, mid = backbone_maps(self.backbone, image)
         features = fmap.mean(dim=(2, 3))
         extra = None
         if self.meta is not None:
@@ -150,7 +153,7 @@ class LesionNet(nn.Module):
             maps.append(torch.einsum("cd,ndhw->nchw", w_img, fmap) + constant[:, :, None, None])
         logits = self.head.combine(scores)
         cam = maps[0] if isinstance(self.head, FlatHead) else self.head.cam(maps)
-        return {"logits": logits, "features": features, "cam": cam}
+        return {"logits": logits, "features": features, "cam": cam} | level_output(mid)
 
     def forward(self, image: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_all(image, metadata)["logits"]

@@ -34,6 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     train.set_defaults(func=run_train)
 
+    refit = sub.add_parser(
+        "refit-gate",
+        help="refit an artifact's out-of-distribution gate on a dataset (e.g. your own clinic's images)",
+    )
+    refit.add_argument("--model", help="artifact folder (default: bundled)")
+    refit.add_argument("--data", type=Path, required=True, help="dataset: any layout `dermalens data` reads")
+    refit.add_argument(
+        "--split", type=Path, required=True, help="split file: fit on its train part, threshold on val"
+    )
+    refit.add_argument(
+        "--quantile", type=float, default=0.99, help="share of validation images accepted (default 0.99)"
+    )
+    refit.add_argument("--out", type=Path, help="write a copy here instead of changing the artifact")
+    refit.add_argument("--no-progress", action="store_true")
+    refit.set_defaults(func=run_refit_gate)
+
 
 def run_train(args: argparse.Namespace) -> int:
     from dermalens.training.config import load_config
@@ -78,4 +94,16 @@ def run_train(args: argparse.Namespace) -> int:
         command = "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         build_artifact(model, config, out, command=command, wall_seconds=time.time() - started)
         print(f"model artifact: {out}")
+    return 0
+
+
+def run_refit_gate(args: argparse.Namespace) -> int:
+    from dermalens.training.refit_gate import refit_gate
+
+    if not 0.5 <= args.quantile < 1.0:
+        raise ValueError(f"--quantile {args.quantile}: use a value in [0.5, 1), e.g. 0.99")
+    folder, gate = refit_gate(
+        args.model, args.data, args.split, quantile=args.quantile, out=args.out, progress=not args.no_progress
+    )
+    print(f"OOD gate of {folder} refitted: {gate.method}")
     return 0

@@ -72,7 +72,14 @@ def build_artifact(
     p_mal = softmax(val.logits, temperature)[:, mal_idx].sum(1)
     is_mal = np.isin(val.targets, mal_idx)
     threshold = float(threshold_for_sensitivity(is_mal, p_mal, config.target_sensitivity))
-    gate = fit_gate(train.features, train.targets, val.features, config.ood_quantile)
+    gate = fit_gate(
+        train.features,
+        train.targets,
+        val.features,
+        config.ood_quantile,
+        train.level_features,
+        val.level_features,
+    )
     meta = ArtifactMeta(
         name=config.name,
         architecture=config.model.architecture,

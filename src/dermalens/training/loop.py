@@ -52,6 +52,8 @@ class EpochOutputs:
     logits: np.ndarray
     features: np.ndarray
     targets: np.ndarray
+    #: [N, Dl] pooled mid-level features (the OOD gate's second input), None for other backbones.
+    level_features: np.ndarray | None = None
 
 
 def train_one_epoch(
@@ -102,7 +104,7 @@ def predict_outputs(
 ) -> EpochOutputs:
     """Logits, pooled features and targets for every batch (eval mode)."""
     model.eval()
-    logits, features, targets = [], [], []
+    logits, features, targets, levels = [], [], [], []
     loss_sum, seen = 0.0, 0
     for images, metadata, target in tqdm(
         batches, desc="eval", disable=not progress, unit="batch", leave=False
@@ -116,12 +118,15 @@ def predict_outputs(
         seen += len(target)
         logits.append(out["logits"].float().cpu().numpy())
         features.append(out["features"].float().cpu().numpy())
+        if "level_features" in out:
+            levels.append(out["level_features"].float().cpu().numpy())
         targets.append(target.cpu().numpy())
     return EpochOutputs(
         loss_sum / max(seen, 1),
         np.concatenate(logits) if logits else np.zeros((0, 0)),
         np.concatenate(features) if features else np.zeros((0, 0)),
         np.concatenate(targets) if targets else np.zeros(0, dtype=int),
+        np.concatenate(levels) if levels else None,
     )
 
 

@@ -1,0 +1,72 @@
+"""Refit the out-of-distribution gate of an existing artifact, in place or into a copy.
+
+Why: the gate is fitted on the embeddings of the training images and thresholded on
+validation images. A clinic whose camera differs from HAM10000's can refit it on its own
+images, so that its lesions are not refused, without retraining the network; and an
+artifact built before the gate scored mid-level features gets them by re-exporting its
+ONNX graph (which then carries the ``level_features`` output) and refitting.
+Calibration, threshold, metrics and everything else in the artifact stay as they were.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from dermalens.data.readers import load_dataset
+from dermalens.data.records import Record
+from dermalens.data.splits import Split
+from dermalens.evaluation.outputs import collect_outputs
+from dermalens.inference.ood import OodGate, fit_gate
+from dermalens.models.artifact import ONNX_FILE, OOD_FILE, WEIGHTS_FILE, load_meta, write_meta
+from dermalens.models.build import save_gate
+from dermalens.models.export import export_onnx
+from dermalens.models.factory import build_from_meta
+
+
+def _split_records(data: str | Path, split_file: str | Path, classes: list[str]) -> dict[str, list[Record]]:
+    """The train and val records of `split_file` whose label is one of the model's classes."""
+    records = [r for r in load_dataset(data, verify=False).records if r.label in classes]
+    split = Split.load(split_file)
+    parts = {name: split.ids(name) for name in ("train", "val")}
+    chosen = {name: [r for r in records if r.image_id in ids] for name, ids in parts.items()}
+    for name, part in chosen.items():
+        if not part:
+            raise ValueError(f"{split_file}: no {name} images of {data} with one of the classes {classes}")
+    return chosen
+
+
+def refit_gate(
+    artifact: str | Path | None,
+    data: str | Path,
+    split_file: str | Path,
+    *,
+    quantile: float = 0.99,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> tuple[Path, OodGate]:
+    """Re-export `artifact`'s ONNX graph from its weights, refit its gate on the split's train
+    images (threshold on its val images) and write both, into `out` (a copy) or in place."""
+    folder, meta = load_meta(artifact)
+    target = Path(out) if out is not None else folder
+    if target.resolve() != folder.resolve():
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(folder, target)
+    model = build_from_meta(meta, folder / WEIGHTS_FILE)
+    export_onnx(model, target / ONNX_FILE, meta.preprocessing.input_size)
+    (target / OOD_FILE).unlink(missing_ok=True)  # the old gate may not read the new outputs
+    write_meta(target, meta)
+    parts = _split_records(data, split_file, meta.classes)
+    train = collect_outputs(target, parts["train"], progress=progress)
+    val = collect_outputs(target, parts["val"], progress=progress)
+    if train.features is None or val.features is None:
+        raise ValueError(f"{target}: the network gives no pooled features to fit a gate on")
+    label_of = {r.image_id: meta.classes.index(r.label) for r in parts["train"]}
+    labels = np.asarray([label_of[i] for i in train.image_ids])
+    gate = fit_gate(train.features, labels, val.features, quantile, train.level_features, val.level_features)
+    save_gate(target, meta, gate)
+    write_meta(target, meta)
+    return target, gate

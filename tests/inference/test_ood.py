@@ -1,0 +1,89 @@
+"""The OOD gate's arithmetic: distances, the two-part threshold, persistence, and the fast
+colour helpers it shares with preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import lesion_like
+from dermalens.inference.ood import OodGate, colour_score, fit_gate
+from dermalens.inference.preprocess import Preprocessing, normalize, shades_of_gray
+
+
+def _blobs(seed: int, n: int, dim: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, dim)) * np.linspace(0.5, 2.0, dim) + shift).astype(np.float32)
+
+
+def test_distances_are_the_mahalanobis_distance_to_the_nearest_mean():
+    train, labels = _blobs(0, 300, 12), np.arange(300) % 3
+    gate = fit_gate(train, labels, _blobs(1, 100, 12))
+    probe = _blobs(2, 20, 12, shift=1.0)
+    precision = gate.precision.astype(np.float64)
+    direct = np.min(
+        [np.einsum("nd,de,ne->n", probe - m, precision, probe - m) for m in gate.means.astype(np.float64)],
+        axis=0,
+    )
+    np.testing.assert_allclose(gate.distances(probe), direct, rtol=1e-4)
+
+
+def test_two_part_gate_refuses_the_chosen_share_and_catches_what_one_part_misses(tmp_path):
+    train, labels, val = _blobs(0, 400, 8), np.arange(400) % 2, _blobs(1, 200, 8)
+    level_train, level_val = _blobs(2, 400, 5), _blobs(3, 200, 5)
+    gate = fit_gate(train, labels, val, 0.9, level_train, level_val)
+    assert gate.uses_level and "mid-level" in gate.method
+    refused = gate.score(val, level_features=level_val) > 1.0
+    assert abs(refused.mean() - 0.1) < 0.02  # the quantile holds for both parts together
+    # an input that looks normal in the embedding but not in the mid-level features is refused
+    odd = gate.score(val[:5], level_features=level_val[:5] + 25.0)
+    assert (odd > 1.0).all() and (gate.distances(val[:5]) / gate.threshold < odd).all()
+    with pytest.raises(ValueError, match="mid-level"):
+        gate.score(val[:5])
+    gate.save(tmp_path / "ood.npz")
+    loaded = OodGate.load(tmp_path / "ood.npz")
+    np.testing.assert_allclose(
+        loaded.score(val, level_features=level_val), gate.score(val, level_features=level_val), rtol=1e-5
+    )
+
+
+def test_gate_without_level_part_ignores_level_features(tmp_path):
+    gate = fit_gate(_blobs(0, 200, 6), np.arange(200) % 2, _blobs(1, 50, 6))
+    gate.save(tmp_path / "ood.npz")
+    loaded = OodGate.load(tmp_path / "ood.npz")
+    assert not loaded.uses_level
+    probe = _blobs(4, 10, 6)
+    np.testing.assert_allclose(
+        loaded.score(probe, [0.0] * 10, _blobs(5, 10, 3)), gate.score(probe), rtol=1e-5
+    )
+
+
+def test_colour_score_flags_grey_images_only():
+    assert colour_score(np.full((48, 64, 3), 128, np.uint8)) > 1.0
+    assert colour_score(lesion_like(3, (64, 48))) < 1.0
+
+
+def _reference_shades_of_gray(rgb: np.ndarray, power: float = 6.0) -> np.ndarray:
+    """The per-pixel formula (Finlayson & Trezzi 2004) that the lookup-table version implements."""
+    pixels = rgb.astype(np.float64)
+    norm = 255.0 * np.mean((pixels / 255.0) ** power, axis=(0, 1)) ** (1.0 / power)
+    gain = np.sqrt(3.0) * norm / np.sqrt(np.sum(norm**2))
+    return np.clip(pixels / gain, 0, 255).astype(np.uint8)
+
+
+def test_shades_of_gray_table_matches_the_per_pixel_formula():
+    rgb = (lesion_like(11).astype(float) * [1.2, 0.9, 0.7]).clip(0, 255).astype(np.uint8)
+    ours, reference = shades_of_gray(rgb).astype(int), _reference_shades_of_gray(rgb).astype(int)
+    assert np.abs(ours - reference).max() <= 1 and (ours != reference).mean() < 0.01
+    with pytest.raises(ValueError, match="uint8"):
+        shades_of_gray(rgb.astype(np.float32))
+
+
+def test_normalize_table_is_bit_identical_to_the_formula():
+    spec = Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    rgb = np.asarray(Image.fromarray(lesion_like(12)).resize((64, 48)))
+    mean = np.asarray(spec.mean, np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec.std, np.float32).reshape(3, 1, 1)
+    formula = (rgb.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0) - mean) / std
+    assert np.array_equal(normalize(rgb, spec), formula)

@@ -1,0 +1,59 @@
+"""`dermalens refit-gate`: a new gate (with its mid-level part) for an existing artifact,
+leaving its predictions untouched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import lesion_like
+from dermalens import Classifier
+from dermalens.data.readers import load_dataset
+from dermalens.data.splits import split_dataset
+from dermalens.inference.ood import OodGate
+
+pytestmark = pytest.mark.slow
+
+
+def test_refit_gate_writes_a_copy_with_a_two_part_gate(tiny_artifact, tiny_dataset, tmp_path):
+    split = split_dataset(load_dataset(tiny_dataset), val=0.25, test=0.0, seed=0)
+    split.save(tmp_path / "split.json")
+    out = tmp_path / "refitted"
+    cmd = [sys.executable, "-m", "dermalens.cli", "refit-gate", "--model", str(tiny_artifact)]
+    cmd += ["--data", str(tiny_dataset), "--split", str(tmp_path / "split.json"), "--quantile", "0.9"]
+    done = subprocess.run(
+        [*cmd, "--out", str(out), "--no-progress"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    outputs = [o.name for o in ort.InferenceSession(str(out / "model.onnx")).get_outputs()]
+    assert outputs == ["logits", "features", "cam", "level_features"]
+    gate = OodGate.load(out / "ood.npz")
+    assert gate.uses_level and gate.threshold != OodGate.load(tiny_artifact / "ood.npz").threshold
+    before, after = Classifier.load(tiny_artifact), Classifier.load(out)  # hashes verified on load
+    assert after.meta.ood_threshold == pytest.approx(gate.threshold) and "mid-level" in after.meta.ood_method
+    images = [lesion_like(s, (64, 48)) for s in range(3)]
+    for old, new in zip(before.predict(images), after.predict(images), strict=True):
+        assert np.allclose(list(old.probabilities.values()), list(new.probabilities.values()), atol=1e-5)
+    assert after.predict(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).ood
+
+
+def test_refit_gate_explains_a_split_without_training_images(tiny_artifact, tiny_dataset, tmp_path):
+    from dermalens.data.splits import Split
+
+    Split({"nope": "train"}, 0, {}, {}).save(tmp_path / "split.json")
+    cmd = [sys.executable, "-m", "dermalens.cli", "refit-gate", "--model", str(tiny_artifact)]
+    cmd += [
+        "--data",
+        str(tiny_dataset),
+        "--split",
+        str(tmp_path / "split.json"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "no train images" in done.stderr
