@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from dermalens.data.records import Record
 from dermalens.inference.decode import ImageDecodeError
 from dermalens.inference.ood import OodGate, colour_score
 from dermalens.inference.predictor import softmax
-from dermalens.inference.preprocess import load_canonical, normalize
+from dermalens.inference.preprocess import load_canonical_many, normalize
 from dermalens.inference.tta import tta_views
 from dermalens.models.artifact import OOD_FILE, ArtifactMeta, load_meta
 
@@ -72,13 +71,6 @@ def open_runtime(folder: Path, meta: ArtifactMeta, threads: int | None = None) -
     return create_runtime(folder, meta, "onnx", threads)
 
 
-def _canonical(record: Record, meta: ArtifactMeta) -> np.ndarray | str:
-    try:
-        return load_canonical(record.path, meta.preprocessing)
-    except ImageDecodeError as err:
-        return str(err)
-
-
 def collect_outputs(
     artifact: ArtifactPath,
     records: Sequence[Record],
@@ -101,35 +93,34 @@ def collect_outputs(
     features: list[np.ndarray] = []
     levels: list[np.ndarray] = []
     colour: list[float] = []
-    workers = min(4, os.cpu_count() or 1)
     bar = tqdm(total=len(records), desc=f"{meta.name}", unit="img", disable=not progress)
-    with ThreadPoolExecutor(workers) as pool:  # PIL decodes without the GIL: overlap with inference
-        for start in range(0, len(records), CHUNK):
-            chunk = records[start : start + CHUNK]
-            inputs, patients = [], []
-            for record, canon in zip(chunk, pool.map(lambda r: _canonical(r, meta), chunk), strict=True):
-                if isinstance(canon, str):
-                    failed.append((record.image_id, canon))
-                    continue
-                ids.append(record.image_id)
-                inputs.append(normalize(canon, meta.preprocessing))
-                patients.append(record.patient)
-                colour.append(colour_score(canon))
-            bar.update(len(chunk))
-            if not inputs:
+    for start in range(0, len(records), CHUNK):
+        chunk = records[start : start + CHUNK]
+        inputs, patients = [], []
+        loaded = load_canonical_many([r.path for r in chunk], meta.preprocessing)
+        for record, canon in zip(chunk, loaded, strict=True):
+            if isinstance(canon, ImageDecodeError):
+                failed.append((record.image_id, str(canon)))
                 continue
-            all_views = [tta_views(x, tta) for x in inputs]
-            vectors = encoding.encode(patients) if encoding else None
-            for view in range(tta):
-                batch = np.stack([v[view] for v in all_views])
-                for b in range(0, len(batch), batch_size):
-                    extra = None if vectors is None else vectors[b : b + batch_size]
-                    out = runtime.run(batch[b : b + batch_size], extra)
-                    views[view].append(np.asarray(out["logits"], dtype=np.float32))
-                    if view == 0 and "features" in out:
-                        features.append(np.asarray(out["features"], dtype=np.float32))
-                    if view == 0 and "level_features" in out:
-                        levels.append(np.asarray(out["level_features"], dtype=np.float32))
+            ids.append(record.image_id)
+            inputs.append(normalize(canon, meta.preprocessing))
+            patients.append(record.patient)
+            colour.append(colour_score(canon))
+        bar.update(len(chunk))
+        if not inputs:
+            continue
+        all_views = [tta_views(x, tta) for x in inputs]
+        vectors = encoding.encode(patients) if encoding else None
+        for view in range(tta):
+            batch = np.stack([v[view] for v in all_views])
+            for b in range(0, len(batch), batch_size):
+                extra = None if vectors is None else vectors[b : b + batch_size]
+                out = runtime.run(batch[b : b + batch_size], extra)
+                views[view].append(np.asarray(out["logits"], dtype=np.float32))
+                if view == 0 and "features" in out:
+                    features.append(np.asarray(out["features"], dtype=np.float32))
+                if view == 0 and "level_features" in out:
+                    levels.append(np.asarray(out["level_features"], dtype=np.float32))
     bar.close()
     for image_id, reason in failed:
         log.warning("%s: cannot be read (%s); skipped", image_id, reason)

@@ -19,7 +19,7 @@ from PIL import Image
 from dermalens.inference.decode import ImageDecodeError, ImageInput
 from dermalens.inference.metadata import MetadataInput, PatientMetadata, per_image
 from dermalens.inference.ood import OodGate, colour_score
-from dermalens.inference.preprocess import Preprocessing, load_canonical, normalize
+from dermalens.inference.preprocess import Preprocessing, load_canonical_many, normalize
 from dermalens.inference.results import Prediction, PredictionError
 from dermalens.inference.runtime import create_runtime
 from dermalens.inference.tta import tta_views, undo_view
@@ -187,11 +187,11 @@ class Classifier:
         spec = self.meta.preprocessing
         results: list[Prediction | PredictionError | None] = [None] * len(images)
         canon: dict[int, np.ndarray] = {}
-        for index, item in enumerate(images):
-            try:
-                canon[index] = load_canonical(item, spec)
-            except ImageDecodeError as err:
-                results[index] = PredictionError(_source_name(item), str(err), err.kind)
+        for index, (item, loaded) in enumerate(zip(images, load_canonical_many(images, spec), strict=True)):
+            if isinstance(loaded, ImageDecodeError):
+                results[index] = PredictionError(_source_name(item), str(loaded), loaded.kind)
+            else:
+                canon[index] = loaded
         if canon:
             order = list(canon)
             preds = self._run(
