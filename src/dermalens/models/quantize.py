@@ -1,6 +1,8 @@
 """INT8 ONNX (static quantisation, QDQ) of an artifact, calibrated on images the model was validated on.
 
 Why static: dynamic quantisation only covers MatMul/Gemm, and an EfficientNet is convolutions.
+The OOD gate is copied from the float model; INT8 shifts the embeddings, so refit it on the
+quantised network (`dermalens refit-gate --model INT8_DIR ...`) before serving.
 The quantised copy is a separate artifact (same metadata, ``-int8`` name), so its accuracy
 change can be measured with `dermalens evaluate`/`compare` before anyone serves it.
 """
@@ -73,6 +75,10 @@ def quantize_artifact(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
+        # 7-bit weights: on AVX2/AVX-512 CPUs without VNNI, ONNX Runtime's u8×s8 kernel (VPMADDUBSW)
+        # saturates its 16-bit sums. Measured on the bundled model (validation): without reduce_range
+        # balanced accuracy fell 0.651 → ~0.45; with it 0.613 (AUC 0.884 → 0.893).
+        reduce_range=True,
         calibrate_method=CalibrationMethod.Percentile if method == "percentile" else CalibrationMethod.MinMax,
         extra_options={"CalibPercentile": 99.999} if method == "percentile" else {},
     )
@@ -80,7 +86,7 @@ def quantize_artifact(
     meta.name = f"{meta.name}-int8"
     meta.training = {
         **meta.training,
-        "quantized": f"static INT8 (QDQ, per-channel), {len(calibration)} calibration images",
+        "quantized": f"static INT8 (QDQ, per-channel, reduce_range), {len(calibration)} calibration images",
     }
     (out / META_FILE).unlink()
     write_meta(out, meta)

@@ -47,16 +47,18 @@ def refit_gate(
     out: str | Path | None = None,
     progress: bool = False,
 ) -> tuple[Path, OodGate]:
-    """Re-export `artifact`'s ONNX graph from its weights, refit its gate on the split's train
-    images (threshold on its val images) and write both, into `out` (a copy) or in place."""
+    """Re-export `artifact`'s ONNX graph from its weights (not for INT8 artifacts, whose graph is
+    kept), refit its gate on the split's train images (threshold on its val images) and write both,
+    into `out` (a copy) or in place."""
     folder, meta = load_meta(artifact)
     target = Path(out) if out is not None else folder
     if target.resolve() != folder.resolve():
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(folder, target)
-    model = build_from_meta(meta, folder / WEIGHTS_FILE)
-    export_onnx(model, target / ONNX_FILE, meta.preprocessing.input_size)
+    if not meta.training.get("quantized"):  # an INT8 graph is kept: its gate is fitted on its own outputs
+        model = build_from_meta(meta, folder / WEIGHTS_FILE)
+        export_onnx(model, target / ONNX_FILE, meta.preprocessing.input_size)
     (target / OOD_FILE).unlink(missing_ok=True)  # the old gate may not read the new outputs
     write_meta(target, meta)
     parts = _split_records(data, split_file, meta.classes)
