@@ -48,6 +48,30 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
+def stage_medians(clf, data: list[bytes], runs: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median ms of each step of one prediction: where the end-to-end time goes."""
+    from dermalens.inference.ood import colour_score
+    from dermalens.inference.preprocess import load_canonical, normalize
+
+    member, spec = clf.members[0], clf.meta.preprocessing
+    times: dict[str, list[float]] = {"decode + crop/resize + colour constancy": [], "normalise": []}
+    times |= {"ONNX Runtime": [], "OOD gate (+ colour score)": []}
+    for i in range(runs):
+        t0 = time.perf_counter()
+        canon = load_canonical(data[i % len(data)], spec)
+        t1 = time.perf_counter()
+        batch = normalize(canon, spec)[None]
+        t2 = time.perf_counter()
+        out = member.runtime.run(batch, None)
+        t3 = time.perf_counter()
+        if member.gate is not None:
+            member.gate.score(out["features"], [colour_score(canon)], out.get("level_features"))
+        t4 = time.perf_counter()
+        for key, (a, b) in zip(times, ((t0, t1), (t1, t2), (t2, t3), (t3, t4)), strict=True):
+            times[key].append((b - a) * 1000)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -81,6 +105,8 @@ def main() -> int:
             f"p95 {percentile(latency, 95):.2f} ms  (n={len(latency)})"
         )
         print(f"ONNX Runtime, folder of {len(paths)} JPEGs in batches of 32: {throughput:.1f} images/s")
+        steps = stage_medians(clf, data, args.latency_runs)
+        print("  one image, median per step: " + ", ".join(f"{k} {v:.2f} ms" for k, v in steps.items()))
         try:
             torch_clf = Classifier.load(args.model, runtime="torch")
         except ImportError:
