@@ -29,6 +29,20 @@ def test_distances_are_the_mahalanobis_distance_to_the_nearest_mean():
     np.testing.assert_allclose(gate.distances(probe), direct, rtol=1e-4)
 
 
+def test_distances_survive_a_precision_that_float32_made_indefinite():
+    rng = np.random.default_rng(0)
+    vectors = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    precision = (
+        vectors * np.array([1e6, 1.0, 1.0, 1.0, 1.0, -1e-3])
+    ) @ vectors.T  # one tiny negative eigenvalue
+    gate = OodGate(np.zeros((1, 6), np.float32), precision.astype(np.float32), 1.0)
+    probe = rng.normal(size=(4, 6)).astype(np.float32)
+    direct = np.einsum("nd,de,ne->n", probe, precision, probe)
+    distances = gate.distances(probe)
+    assert np.all(np.isfinite(distances)) and np.all(distances >= 0)
+    np.testing.assert_allclose(distances, np.maximum(direct, 0), rtol=1e-3, atol=1e-2)
+
+
 def test_two_part_gate_refuses_the_chosen_share_and_catches_what_one_part_misses(tmp_path):
     train, labels, val = _blobs(0, 400, 8), np.arange(400) % 2, _blobs(1, 200, 8)
     level_train, level_val = _blobs(2, 400, 5), _blobs(3, 200, 5)

@@ -54,7 +54,12 @@ def _whiten(means: np.ndarray, precision: np.ndarray) -> tuple[np.ndarray, np.nd
     differences stay well conditioned (the expanded fᵀPf − 2fᵀPμ + μᵀPμ needs float64: twice
     the memory traffic, which dominated the gate's time at batch 1)."""
     p64 = precision.astype(np.float64)
-    factor = np.linalg.cholesky((p64 + p64.T) / 2.0)
+    p64 = (p64 + p64.T) / 2.0
+    try:
+        factor = np.linalg.cholesky(p64)
+    except np.linalg.LinAlgError:  # float32 storage can round a badly conditioned precision
+        values, vectors = np.linalg.eigh(p64)  # to slightly indefinite (few training images):
+        factor = vectors * np.sqrt(np.clip(values, 0.0, None))  # P ≈ V·Λ₊·Vᵀ = (V√Λ₊)(V√Λ₊)ᵀ
     return factor.astype(np.float32), (means.astype(np.float64) @ factor).astype(np.float32)
 
 
