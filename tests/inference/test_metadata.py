@@ -71,3 +71,10 @@ def test_encoding_layout_sets_missing_flags_instead_of_imputing():
     batch = encoding.encode([None, {"sex": "f"}, PatientMetadata(age=20.0)])
     assert batch.shape == (3, encoding.dim) and batch.dtype == np.float32
     assert MetadataEncoding.from_dict(encoding.to_dict()) == encoding
+
+
+def test_every_listed_sex_spelling_is_accepted():
+    from dermalens.inference.metadata import SEX_SPELLINGS, parse_sex
+
+    assert {parse_sex(text) for text in SEX_SPELLINGS} == {None, "male", "female"}
+    assert {parse_sex(text.upper()) for text in SEX_SPELLINGS} == {None, "male", "female"}

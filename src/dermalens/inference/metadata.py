@@ -33,6 +33,8 @@ _SEX_ALIASES = {
     "woman": "female",
 }
 _UNKNOWN = ("", "unknown", "nan", "none", "na", "n/a", "?")
+#: Every spelling `parse_sex` accepts (lower case; the first is "unknown"): the API schema lists these.
+SEX_SPELLINGS = (*_UNKNOWN, *_SEX_ALIASES)
 
 
 def parse_age(value: object) -> float | None:

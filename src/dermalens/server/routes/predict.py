@@ -10,6 +10,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 
 from dermalens.inference.decode import ACCEPTED_HELP
+from dermalens.inference.metadata import SEX_SPELLINGS
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
 from dermalens.server.batcher import Options, Result
 from dermalens.server.errors import ApiError
@@ -47,7 +48,7 @@ _FORM_SCHEMA = {
         "age": {"type": "number", "minimum": 0, "maximum": 120, "description": FIELDS_HELP["age"]},
         "sex": {
             "type": "string",
-            "enum": ["", "male", "female", "m", "f"],
+            "enum": list(SEX_SPELLINGS),
             "description": FIELDS_HELP["sex"],
         },
         "site": {"type": "string", "description": FIELDS_HELP["site"]},
