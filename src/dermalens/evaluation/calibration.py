@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from scipy.special import log_softmax
 
 from dermalens.evaluation.metrics import expected_calibration_error, malignant_truth, operating_point
 from dermalens.inference.predictor import softmax
-from dermalens.models.artifact import ArtifactMeta, load_meta, write_meta
+from dermalens.models.artifact import ArtifactMeta, load_meta, writable_copy, write_meta
 from dermalens.taxonomy import BINARY_LABELS, binary_label
 
 log = logging.getLogger(__name__)
@@ -170,10 +169,7 @@ def calibrate(
     from dermalens.evaluation.outputs import collect_outputs
 
     folder, _ = load_meta(model)
-    if out is not None:
-        if Path(out).exists():
-            raise ValueError(f"{out} exists; choose a new folder for the calibrated copy")
-        folder = Path(shutil.copytree(folder, out))
+    folder = writable_copy(folder, out)
     split = Split.load(Path(split_file))
     ids = split.ids(split_name)
     if not ids:

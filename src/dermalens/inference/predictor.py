@@ -222,6 +222,7 @@ class Classifier:
         probs = np.zeros((n, len(self.classes)))
         ood = np.zeros(n)
         maps: list[list[np.ndarray]] = [[] for _ in range(n)]
+        colours = [colour_score(c) for c in canon] if any(m.gate is not None for m in self.members) else []
         for member in self.members:
             views = [tta_views(normalize(c, member.meta.preprocessing), tta) for c in canon]
             for view_index in range(tta):
@@ -229,7 +230,6 @@ class Classifier:
                 out = member.infer(batch, patients)
                 probs += softmax(out["logits"], member.meta.temperature)
                 if member.gate is not None and view_index == 0:
-                    colours = [colour_score(c) for c in canon]
                     ood = np.maximum(
                         ood, member.gate.score(out["features"], colours, out.get("level_features"))
                     )

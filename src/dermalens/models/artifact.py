@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,13 @@ def write_meta(folder: Path, meta: ArtifactMeta) -> Path:
     path = folder / META_FILE
     path.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path
+
+
+def writable_copy(folder: Path, out: str | os.PathLike[str] | None) -> Path:
+    """Where a command that changes an artifact writes: `folder` itself, or a new copy of it at
+    `out` (an existing `out` is refused, never overwritten)."""
+    if out is None:
+        return folder
+    if Path(out).exists():
+        raise ValueError(f"{out} exists; choose a new folder for the changed copy")
+    return Path(shutil.copytree(folder, out))

@@ -10,7 +10,6 @@ Calibration, threshold, metrics and everything else in the artifact stay as they
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from dermalens.data.records import Record
 from dermalens.data.splits import Split
 from dermalens.evaluation.outputs import collect_outputs
 from dermalens.inference.ood import OodGate, fit_gate
-from dermalens.models.artifact import ONNX_FILE, OOD_FILE, WEIGHTS_FILE, load_meta, write_meta
+from dermalens.models.artifact import ONNX_FILE, OOD_FILE, WEIGHTS_FILE, load_meta, writable_copy, write_meta
 from dermalens.models.build import save_gate
 from dermalens.models.export import export_onnx
 from dermalens.models.factory import build_from_meta
@@ -28,10 +27,11 @@ from dermalens.models.factory import build_from_meta
 
 def _split_records(data: str | Path, split_file: str | Path, classes: list[str]) -> dict[str, list[Record]]:
     """The train and val records of `split_file` whose label is one of the model's classes."""
-    records = [r for r in load_dataset(data, verify=False).records if r.label in classes]
-    split = Split.load(split_file)
-    parts = {name: split.ids(name) for name in ("train", "val")}
-    chosen = {name: [r for r in records if r.image_id in ids] for name, ids in parts.items()}
+    dataset, split = load_dataset(data, verify=False), Split.load(split_file)
+    chosen = {
+        name: [r for r in dataset.subset(split.ids(name)).records if r.label in classes]
+        for name in ("train", "val")
+    }
     for name, part in chosen.items():
         if not part:
             raise ValueError(f"{split_file}: no {name} images of {data} with one of the classes {classes}")
@@ -49,18 +49,14 @@ def refit_gate(
 ) -> tuple[Path, OodGate]:
     """Re-export `artifact`'s ONNX graph from its weights (not for INT8 artifacts, whose graph is
     kept), refit its gate on the split's train images (threshold on its val images) and write both,
-    into `out` (a copy) or in place."""
+    into `out` (a new copy) or in place."""
     folder, meta = load_meta(artifact)
-    target = Path(out) if out is not None else folder
-    if target.resolve() != folder.resolve():
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(folder, target)
+    target = writable_copy(folder, out)
     if not meta.training.get("quantized"):  # an INT8 graph is kept: its gate is fitted on its own outputs
         model = build_from_meta(meta, folder / WEIGHTS_FILE)
         export_onnx(model, target / ONNX_FILE, meta.preprocessing.input_size)
     (target / OOD_FILE).unlink(missing_ok=True)  # the old gate may not read the new outputs
-    write_meta(target, meta)
+    write_meta(target, meta)  # new hashes: collect_outputs verifies the artifact it opens
     parts = _split_records(data, split_file, meta.classes)
     train = collect_outputs(target, parts["train"], progress=progress)
     val = collect_outputs(target, parts["val"], progress=progress)
