@@ -22,6 +22,28 @@ def ham_root() -> Path | None:
     return root if (root / "HAM10000_metadata.csv").is_file() else None
 
 
+SHARED_DATA = HAM_DEFAULT.parent
+
+
+def _shared(name: str, marker: str) -> Path:
+    root = SHARED_DATA / name
+    if not (root / marker).exists():
+        pytest.skip(f"{name} not found: expected {root / marker} (the shared data beside the repository)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def isic2019() -> Path:
+    """The shared ISIC 2019 (non-HAM part) folder, or skip."""
+    return _shared("isic2019", "ISIC_2019_Training_GroundTruth.csv")
+
+
+@pytest.fixture(scope="session")
+def derm7pt() -> Path:
+    """The shared Derm7pt folder (evaluation only), or skip."""
+    return _shared("derm7pt", "meta/meta.csv")
+
+
 @pytest.fixture(scope="session")
 def ham10000() -> Path:
     root = ham_root()

@@ -51,6 +51,13 @@ ALL_CODES: Final[tuple[str, ...]] = tuple(DIAGNOSES)
 #: Malignant codes among all known diagnoses.
 MALIGNANT: Final[frozenset[str]] = frozenset(d.code for d in DIAGNOSES.values() if d.malignant)
 
+#: The one mapping from codes outside HAM10000's seven onto them, used wherever a model or a
+#: dataset with ISIC 2019's extra classes meets the 7-class taxonomy (training targets of a
+#: 7-class head, 7-class metrics of a model that has SCC). SCC → akiec: HAM10000's akiec
+#: already holds Bowen's disease (SCC in situ); both are malignant keratinocyte lesions, so the
+#: benign/malignant label never changes. ``unk`` has no 7-class equivalent and maps to nothing.
+HAM_FOLD: Final[dict[str, str]] = {"scc": "akiec"}
+
 BENIGN: Final = "benign"
 MALIGNANT_LABEL: Final = "malignant"
 #: Binary-only labels, for data that says only benign/malignant.
@@ -90,6 +97,7 @@ _ALIASES: Final[dict[str, str]] = {
     "seborrhoeic keratosis": "bkl",
     "benign keratosis": "bkl",
     "solar lentigo": "bkl",
+    "lentigo": "bkl",
     # others
     "df": "df",
     "dermatofibroma": "df",
@@ -146,6 +154,12 @@ def is_malignant(label: str) -> bool:
 def binary_label(label: str) -> str:
     """'benign' or 'malignant' for any known label."""
     return MALIGNANT_LABEL if is_malignant(label) else BENIGN
+
+
+def to_ham(label: str) -> str | None:
+    """The HAM10000 7-class code for a dx code (`HAM_FOLD` applied); None when it has none."""
+    code = HAM_FOLD.get(label, label)
+    return code if code in DX_CODES else None
 
 
 def is_dx_code(label: str) -> bool:

@@ -31,6 +31,7 @@ def test_files_and_skipped_images(evaluation: Path) -> None:
     assert len(rows) == metrics["n"] and not {MISSING, CORRUPT} & {r["image"] for r in rows}
     assert list(rows[0]) == [
         "image",
+        "source",
         "label",
         *(f"p_{c}" for c in DX_CODES),
         "p_malignant",
@@ -41,6 +42,7 @@ def test_files_and_skipped_images(evaluation: Path) -> None:
     ]
     assert metrics["threshold"] == {"value": 0.3, "source": "artifact", "rule": "default 0.5 (not tuned)"}
     assert set(metrics["subgroups"]) == {"age", "sex", "site"}
+    assert {r["source"] for r in rows} == {"csv"} and set(metrics["by_source"]) == {"csv"}
     assert "not a diagnosis" in metrics["disclaimer"]
 
 
@@ -200,3 +202,36 @@ def test_make_dataset_helper_counts(tmp_path: Path) -> None:
     path = make_dataset(tmp_path, labels=("benign", "malignant"), per_class=2)
     with open(path, newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 2 * 2 + 2
+
+
+def test_per_source_figures_and_scc_folded_for_a_seven_class_model(
+    tiny_artifact: Path, tmp_path: Path
+) -> None:
+    """Two sources in one CSV: each gets its own figures; SCC is scored as akiec (taxonomy.HAM_FOLD)."""
+    import shutil
+
+    root = tmp_path / "two"
+    make_dataset(root)
+    with open(root / "labels.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    (root / "images" / "scc_0.png").write_bytes((root / "images" / "akiec_0.png").read_bytes())
+    shutil.copy(root / "images" / "akiec_1.png", root / "images" / "scc_1.png")
+    rows += [{**rows[0], "path": f"images/scc_{k}.png", "label": "scc", "group": f"s{k}"} for k in range(2)]
+    for k, row in enumerate(rows):
+        row["source"] = "clinic-a" if k % 2 else "clinic-b"
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    metrics = evaluate(tiny_artifact, root, tmp_path / "out", n_boot=20, report=False)
+    by_source = metrics["by_source"]
+    assert set(by_source) == {"clinic-a", "clinic-b"}
+    assert sum(s["n"] for s in by_source.values()) == metrics["n"]
+    assert sum(s["refused"] for s in by_source.values()) == metrics["ood"]["n_flagged"]
+    for figures in by_source.values():
+        assert 0 <= figures["binary"]["auc"] <= 1 and figures["ci"]["binary"]["auc"] is not None
+        assert 0 <= figures["mel_vs_nv_auc"] <= 1
+    assert metrics["multiclass"]["n_excluded"] == 0  # the two SCC images count as akiec
+    assert metrics["labels"]["akiec"] == 6 + 2 and "scc" not in metrics["labels"]
+    written = read_predictions(tmp_path / "out")
+    assert {r["source"] for r in written} == {"clinic-a", "clinic-b"}

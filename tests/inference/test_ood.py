@@ -101,3 +101,22 @@ def test_normalize_table_is_bit_identical_to_the_formula():
     std = np.asarray(spec.std, np.float32).reshape(3, 1, 1)
     formula = (rgb.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0) - mean) / std
     assert np.array_equal(normalize(rgb, spec), formula)
+
+
+def test_gate_threshold_keeps_every_source_below_its_quantile():
+    """A small, unusual source must not be refused more than the quantile allows (issue #14)."""
+    from dermalens.inference.ood import fit_gate
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 1, (400, 6))
+    labels = np.arange(400) % 2
+    common = rng.normal(0, 1, (500, 6))
+    shifted = rng.normal(0.8, 1.3, (60, 6))  # another clinic: a little off the training cloud
+    val = np.concatenate([common, shifted])
+    groups = np.asarray(["big"] * 500 + ["small"] * 60)
+    pooled = fit_gate(train, labels, val, 0.95)
+    per_source = fit_gate(train, labels, val, 0.95, val_groups=groups)
+    refused_small = lambda gate: float((gate.distances(shifted) > gate.threshold).mean())  # noqa: E731
+    assert refused_small(pooled) > 0.1
+    assert refused_small(per_source) <= 0.05 + 1e-9
+    assert (per_source.distances(common) > per_source.threshold).mean() <= 0.05

@@ -28,3 +28,30 @@ def test_balancing_orders():
     assert sorted(plain) == list(range(100)) and plain == epoch_order(
         targets, 2, BalanceConfig(method="none"), 0, 5
     )
+
+
+def test_device_augmentations_are_seeded_and_keep_shape():
+    from dermalens.training.augment import dark_rim, jpeg_roundtrip, ruler, zoom_out
+
+    image = lesion_like(3, (96, 72))
+    cfg = AugmentConfig(rescale=1.0, jpeg=1.0, blur=1.0, rim=1.0, ruler=1.0, zoom_out=1.0)
+    a = augment(image, cfg, np.random.default_rng(5))
+    assert a.shape == image.shape and np.array_equal(a, augment(image, cfg, np.random.default_rng(5)))
+    from PIL import Image
+
+    pil = Image.fromarray(image)
+    rim = np.asarray(dark_rim(pil, np.random.default_rng(0)))
+    assert rim[0, 0].max() < 40 and rim.shape == image.shape  # corners go dark
+    assert abs(int(rim[36, 48].mean()) - int(image[36, 48].mean())) < 3  # the centre is kept
+    ruled = np.asarray(ruler(pil, np.random.default_rng(1)))
+    assert (ruled != image).any(axis=2).mean() > 0.03
+    wide = np.asarray(zoom_out(pil, 0.5, np.random.default_rng(2)))
+    dark = (wide.mean(axis=2) < 120).mean()
+    assert dark < (image.mean(axis=2) < 120).mean()  # the lesion fills less of the frame
+    assert np.abs(np.asarray(jpeg_roundtrip(pil, 30), dtype=int) - image).mean() > 1
+
+
+def test_rescale_range_reaches_the_smallest_training_files():
+    """rescale_min 0.35 of 224 px is 78 px wide: BCN's 84-px files are inside the range."""
+    cfg = AugmentConfig()
+    assert cfg.rescale_min * 224 < 84

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from dermalens.data.derm7pt import is_derm7pt, read_derm7pt
 from dermalens.data.records import (
     IMAGE_SUFFIXES,
     Dataset,
@@ -26,9 +27,16 @@ from dermalens.taxonomy import ALL_CODES, UnknownLabelError, normalize_label
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("ham10000", "isic", "folder", "csv")
+FORMATS = ("ham10000", "isic", "derm7pt", "folder", "csv")
 HAM_METADATA = "HAM10000_metadata.csv"
-_ISIC_CLASS_COLUMNS = tuple(c.upper() for c in ALL_CODES)
+
+
+def _is_class_column(name: str) -> bool:
+    """A one-hot diagnosis column of an ISIC CSV (``MEL``, ``NV``, ``AK``, ``SCC``, ``UNK``...)."""
+    try:
+        return normalize_label(name) in ALL_CODES and not name.strip().isdigit()
+    except UnknownLabelError:
+        return False
 
 
 class DatasetError(ValueError):
@@ -80,6 +88,7 @@ def read_ham10000(root: Path) -> Dataset:
                 age=normalize_age(row.get("age")),
                 sex=normalize_sex(row.get("sex")),
                 site=normalize_site(row.get("localization")),
+                source="ham10000",
             )
         )
     return Dataset("ham10000", root, records, missing)
@@ -87,7 +96,7 @@ def read_ham10000(root: Path) -> Dataset:
 
 def _is_isic_groundtruth(path: Path) -> bool:
     header = [h.upper() for h in _csv_header(path)]
-    return "IMAGE" in header and sum(c in header for c in _ISIC_CLASS_COLUMNS) >= 2
+    return "IMAGE" in header and sum(_is_class_column(c) for c in header) >= 2
 
 
 def _is_isic_metadata(path: Path) -> bool:
@@ -96,17 +105,39 @@ def _is_isic_metadata(path: Path) -> bool:
 
 
 def _isic_label(row: dict[str, str], columns: list[str]) -> str:
-    hot = [c for c in columns if row.get(c, "") not in ("", "0", "0.0")]
+    hot = [c for c in columns if row.get(c, "") not in ("", "0", "0.0", "0.00")]
     if len(hot) != 1:
         raise DatasetError(f"image {row.get('image')!r}: expected exactly one class column set, got {hot}")
     return normalize_label(hot[0])
+
+
+def isic_source(lesion_id: str) -> str:
+    """The contributing clinic of an ISIC 2019 image, read from its ``lesion_id``.
+
+    ``BCN_…`` is Hospital Clínic Barcelona (BCN20000), ``MSK…`` Memorial Sloan Kettering (ISIC
+    2017), ``HAM_…`` HAM10000; images without a lesion id come from the older ISIC archive."""
+    prefix = lesion_id.split("_", 1)[0].upper()
+    if prefix == "BCN":
+        return "bcn"
+    if prefix.startswith("MSK"):
+        return "msk"
+    if prefix == "HAM":
+        return "ham10000"
+    return "isic-archive" if not lesion_id else prefix.lower()
+
+
+def find_image(images: dict[str, Path], image_id: str) -> Path | None:
+    """The file of `image_id`, also when only one side says ``_downsampled`` (ISIC archive names)."""
+    suffix = "_downsampled"
+    return images.get(image_id) or images.get(image_id + suffix) or images.get(image_id.removesuffix(suffix))
 
 
 def read_isic(path: Path) -> Dataset:
     """ISIC 2018 Task 3 / 2019 style: ``image`` + one-hot class columns, images beside the CSV.
 
     An optional metadata CSV in the same folder (``age_approx``, ``sex``,
-    ``anatom_site_general``, ``lesion_id``/``patient_id``) is joined by image id.
+    ``anatom_site_general``, ``lesion_id``/``patient_id``) is joined by image id. Listed images
+    without a file (ISIC 2019 has 32 such AK rows) are reported in `missing`, not fatal.
     """
     if path.is_dir():
         candidates = sorted(p for p in path.glob("*.csv") if _is_isic_groundtruth(p))
@@ -120,23 +151,25 @@ def read_isic(path: Path) -> Dataset:
             meta.update({row["image"]: {k.lower(): v for k, v in row.items()} for row in _read_csv(other)})
     images = index_images(root)
     rows = _read_csv(path)
-    columns = [c for c in (rows[0] if rows else {}) if c.upper() in _ISIC_CLASS_COLUMNS]
+    columns = [c for c in (rows[0] if rows else {}) if _is_class_column(c)]
     records, missing = [], []
     for row in rows:
         image_id = row["image"]
-        if image_id not in images:
+        image = find_image(images, image_id)
+        if image is None:
             missing.append(image_id)
             continue
         extra = meta.get(image_id, {})
         records.append(
             Record(
-                path=images[image_id],
+                path=image,
                 label=_isic_label(row, columns),
                 group=extra.get("lesion_id") or extra.get("patient_id") or image_id,
                 image_id=image_id,
                 age=normalize_age(extra.get("age_approx")),
                 sex=normalize_sex(extra.get("sex")),
                 site=normalize_site(extra.get("anatom_site_general")),
+                source=isic_source(extra.get("lesion_id", "")),
             )
         )
     return Dataset("isic", root, records, missing)
@@ -166,12 +199,12 @@ def read_folder(root: Path) -> Dataset:
     for folder, label in dirs:
         for path in sorted(index_images(folder).values()):
             rel = path.relative_to(root).with_suffix("").as_posix()
-            records.append(Record(path=path, label=label, group=rel, image_id=rel))
+            records.append(Record(path=path, label=label, group=rel, image_id=rel, source="folder"))
     return Dataset("folder", root, records)
 
 
 def read_generic_csv(path: Path) -> Dataset:
-    """Generic CSV with columns ``path,label[,group][,age,sex,site]``; paths relative to the CSV."""
+    """Generic CSV with columns ``path,label[,group][,age,sex,site][,source]``; paths relative to the CSV."""
     if path.is_dir():
         candidates = sorted(p for p in path.glob("*.csv") if {"path", "label"} <= set(_csv_header(p)))
         if not candidates:
@@ -195,6 +228,7 @@ def read_generic_csv(path: Path) -> Dataset:
                 age=normalize_age(row.get("age")),
                 sex=normalize_sex(row.get("sex")),
                 site=normalize_site(row.get("site")),
+                source=row.get("source") or "csv",
             )
         )
     return Dataset("csv", root, records, missing)
@@ -203,6 +237,7 @@ def read_generic_csv(path: Path) -> Dataset:
 READERS: dict[str, Callable[[Path], Dataset]] = {
     "ham10000": read_ham10000,
     "isic": read_isic,
+    "derm7pt": read_derm7pt,
     "folder": read_folder,
     "csv": read_generic_csv,
 }
@@ -222,6 +257,8 @@ def detect_format(path: Path) -> str:
         raise DatasetError(f"{path}: no such file or folder")
     if (path / HAM_METADATA).is_file():
         return "ham10000"
+    if is_derm7pt(path):
+        return "derm7pt"
     csvs = sorted(path.glob("*.csv"))
     if any(_is_isic_groundtruth(p) for p in csvs):
         return "isic"
@@ -234,7 +271,7 @@ def detect_format(path: Path) -> str:
 
 FORMAT_HELP = (
     "one of: HAM10000 (HAM10000_metadata.csv + images), ISIC ground-truth CSV (image + one-hot "
-    "MEL,NV,BCC,... columns), a folder per class (benign/, malignant/, mel/, ...), or a CSV with "
+    "MEL,NV,BCC,... columns), Derm7pt (meta/meta.csv + images/), a folder per class (benign/, malignant/, mel/, ...), or a CSV with "
     "columns path,label[,group][,age,sex,site]"
 )
 
@@ -287,6 +324,13 @@ def load_dataset(
     if dataset.unreadable:
         ids = [f"{i} ({why})" for i, why in dataset.unreadable]
         problems.append(f"{len(dataset.unreadable)} image(s) cannot be decoded: {_preview(ids)}")
+    if dataset.skipped:
+        log.info(
+            "%s: %d row(s) left out: %s",
+            root,
+            len(dataset.skipped),
+            _preview([f"{i} ({why})" for i, why in dataset.skipped], 3),
+        )
     if problems and strict:
         raise DatasetError(f"{root}: " + "; ".join(problems))
     for problem in problems:

@@ -33,6 +33,9 @@ class Record:
     age: float | None = None
     sex: str | None = None
     site: str | None = None
+    #: Where the image comes from (``ham10000``, ``bcn``, ``msk``, ``isic-archive``, ``derm7pt``, or
+    #: the reader's format for a user's folder): splits stratify by it and evaluation reports by it.
+    source: str = ""
 
     @property
     def binary(self) -> str:
@@ -61,6 +64,8 @@ class Dataset:
     records: list[Record]
     missing: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    #: Rows left out on purpose, with the reason (e.g. a diagnosis with no 7-class label).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -70,12 +75,19 @@ class Dataset:
         return (
             f"Dataset(format={self.format!r}, root='{self.root}', n={len(self.records)}, "
             f"groups={len({r.group for r in self.records})}, counts={counts}, "
-            f"missing={len(self.missing)}, unreadable={len(self.unreadable)})"
+            f"missing={len(self.missing)}, unreadable={len(self.unreadable)}, skipped={len(self.skipped)})"
         )
 
     def counts(self) -> dict[str, int]:
         """Images per label."""
         return dict(sorted(Counter(r.label for r in self.records).items()))
+
+    def source_counts(self) -> dict[str, dict[str, int]]:
+        """Images per label within each source."""
+        out: dict[str, Counter[str]] = {}
+        for r in self.records:
+            out.setdefault(r.source, Counter())[r.label] += 1
+        return {s: dict(sorted(c.items())) for s, c in sorted(out.items())}
 
     def binary_counts(self) -> dict[str, int]:
         """Images per benign/malignant."""
@@ -84,7 +96,9 @@ class Dataset:
     def subset(self, image_ids: set[str]) -> Dataset:
         """A dataset with only the given image ids (e.g. one split)."""
         kept = [r for r in self.records if r.image_id in image_ids]
-        return Dataset(self.format, self.root, kept, list(self.missing), list(self.unreadable))
+        return Dataset(
+            self.format, self.root, kept, list(self.missing), list(self.unreadable), list(self.skipped)
+        )
 
 
 def normalize_sex(value: object) -> str | None:

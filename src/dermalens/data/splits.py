@@ -1,4 +1,4 @@
-"""Leakage-free splits: stratified by label, grouped by lesion, seeded, saved to a file.
+"""Leakage-free splits: stratified by source and label, grouped by lesion, seeded, saved to a file.
 
 Why grouped: HAM10000 has 2,545 extra photos of lesions already in the set; a split by
 image puts the same lesion in train and test and inflates the score. Near-duplicate
@@ -89,6 +89,12 @@ class Split:
         return cls(data["assignments"], data["seed"], data.get("fractions", {}), data.get("groups", {}))
 
 
+def stratum(record: Record) -> str:
+    """What a split keeps in proportion: the source and the label together (``bcn:mel``), so each
+    clinic's share of each diagnosis is the same in train, validation and test."""
+    return f"{record.source}:{record.label}"
+
+
 def _stratified_group_folds(
     labels: list[str], groups: list[str], n_splits: int, seed: int
 ) -> list[np.ndarray]:
@@ -108,7 +114,7 @@ def split_dataset(
     seed: int = 0,
     linked_pairs: Iterable[tuple[str, str]] = (),
 ) -> Split:
-    """A train/val/test split by group, stratified by label.
+    """A train/val/test split by group, stratified by source and label.
 
     `val` and `test` are approximate fractions: groups are indivisible, so folds of
     size ≈ 1/round(1/fraction) are used (0.15 → 1/7 ≈ 0.143).
@@ -123,7 +129,7 @@ def split_dataset(
         n_splits = max(2, round(1 / fraction))
         sub = [records[i] for i in remaining]
         folds = _stratified_group_folds(
-            [r.label for r in sub], [groups[r.image_id] for r in sub], n_splits, seed
+            [stratum(r) for r in sub], [groups[r.image_id] for r in sub], n_splits, seed
         )
         chosen = {remaining[i] for i in folds[0]}
         for i in chosen:
@@ -141,7 +147,7 @@ def kfold_dataset(
     records = dataset.records
     groups = merged_groups(records, linked_pairs)
     folds = _stratified_group_folds(
-        [r.label for r in records], [groups[r.image_id] for r in records], k, seed
+        [stratum(r) for r in records], [groups[r.image_id] for r in records], k, seed
     )
     assignments = {records[i].image_id: f"fold{f}" for f, fold in enumerate(folds) for i in fold}
     split = Split(assignments, seed, {"k": float(k)}, groups)

@@ -33,7 +33,12 @@ def summarize(dataset: Dataset, *, sizes: bool = True) -> dict[str, Any]:
         "counts": dataset.counts(),
         "binary_counts": dataset.binary_counts(),
         "n_groups": len({r.group for r in records}),
+        "sources": {
+            source: {"n_images": sum(counts.values()), "counts": counts}
+            for source, counts in dataset.source_counts().items()
+        },
         "missing": list(dataset.missing),
+        "skipped": [{"image": i, "reason": why} for i, why in dataset.skipped],
         "unreadable": [{"image": i, "reason": why} for i, why in dataset.unreadable],
         "image_sizes": dict(size_counts.most_common()),
         "metadata": {
@@ -74,7 +79,19 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{label:<10} {n:>5} {100 * n / total:>6.1f}   {name}")
     binary = ", ".join(f"{k} {v}" for k, v in summary["binary_counts"].items())
     lines += ["", f"benign/malignant: {binary}"]
-    lines.append(f"missing images: {len(summary['missing'])}   unreadable: {len(summary['unreadable'])}")
+    if len(summary["sources"]) > 1:
+        lines.append("by source:")
+        for source, part in summary["sources"].items():
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(part["counts"].items(), key=lambda kv: -kv[1]))
+            lines.append(f"  {source:<14} {part['n_images']:>6}: {counts}")
+    lines.append(
+        f"missing images: {len(summary['missing'])}   unreadable: {len(summary['unreadable'])}"
+        + (f"   left out (no 7-class label): {len(summary['skipped'])}" if summary["skipped"] else "")
+    )
+    if summary["missing"]:
+        lines.append(
+            "missing: " + ", ".join(summary["missing"][:8]) + (" ..." if len(summary["missing"]) > 8 else "")
+        )
     sizes = list(summary["image_sizes"].items())[:5]
     lines.append("image sizes: " + ", ".join(f"{s} ({n})" for s, n in sizes))
     age = summary["metadata"]["age"]

@@ -109,6 +109,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if multi:
         for key in ("accuracy", "balanced_accuracy", "macro_f1", "auc_macro"):
             print(f"  {key:<18} {_fmt(multi[key], metrics['ci']['multiclass'].get(key))}")
+    print(f"  {'mel_vs_nv_auc':<18} {_fmt(metrics['mel_vs_nv_auc'])}")
+    print(f"  refused by the OOD gate: {metrics['ood']['n_flagged']} ({metrics['ood']['rate']:.1%})")
+    if len(metrics["by_source"]) > 1:
+        from dermalens.evaluation.sources import source_lines
+
+        print("per source:")
+        print("\n".join(source_lines(metrics["by_source"])))
     print(f"report: {out / 'report.html'}  (predictions.csv, metrics.json beside it)")
     print(metrics["disclaimer"])
     return 0

@@ -25,11 +25,18 @@ import numpy as np
 from dermalens import __version__
 from dermalens.data.records import Record
 from dermalens.evaluation.bootstrap import metric_intervals
-from dermalens.evaluation.metrics import compute_metrics, jsonable, malignant_truth, operating_point
+from dermalens.evaluation.metrics import (
+    compute_metrics,
+    jsonable,
+    malignant_truth,
+    one_vs_auc,
+    operating_point,
+)
 from dermalens.evaluation.outputs import ArtifactPath, Combined, Outputs, collect_outputs, combine
+from dermalens.evaluation.sources import source_metrics
 from dermalens.evaluation.subgroups import age_band, subgroup_metrics
 from dermalens.inference.results import DISCLAIMER
-from dermalens.taxonomy import BENIGN, MALIGNANT_LABEL
+from dermalens.taxonomy import BENIGN, MALIGNANT_LABEL, to_ham
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,14 @@ def load_eval_data(
     return EvalData(records, missing, info)
 
 
+def model_label(label: str, classes: Sequence[str]) -> str:
+    """A record's label in the model's terms: itself, or its 7-class fold (SCC → akiec,
+    `taxonomy.HAM_FOLD`) for a model without that class; the benign/malignant truth is unchanged."""
+    if label in classes:
+        return label
+    return to_ham(label) or label
+
+
 def resolve_threshold(
     combined: Combined,
     labels: Sequence[str],
@@ -127,6 +142,7 @@ def write_predictions(path: Path, records: Sequence[Record], combined: Combined,
         writer.writerow(
             [
                 "image",
+                "source",
                 "label",
                 *class_columns,
                 *(["p_malignant"] if aggregate else []),
@@ -142,6 +158,7 @@ def write_predictions(path: Path, records: Sequence[Record], combined: Combined,
             writer.writerow(
                 [
                     record.image_id,
+                    record.source,
                     record.label,
                     *(repr(float(p)) for p in combined.probs[k]),
                     *([repr(p_mal)] if aggregate else []),
@@ -197,7 +214,7 @@ def evaluate_data(
     by_id = {r.image_id: r for r in data.records}
     records = [by_id[i] for i in combined.image_ids]
     failed = dict(f for m in members for f in m.failed)
-    labels = [r.label for r in records]
+    labels = [model_label(r.label, combined.classes) for r in records]
     chosen = resolve_threshold(combined, labels, threshold, target_sensitivity, members)
     cut = chosen["value"]
     write_predictions(out / "predictions.csv", records, combined, cut)
@@ -237,8 +254,23 @@ def evaluate_data(
     )
     metrics["ood"] = {
         "n_flagged": int(combined.ood.sum()),
-        "note": "flagged images are still scored here; the app warns instead of trusting them",
+        "rate": float(combined.ood.mean()),
+        "note": "refused images are still scored here, for analysis; the app gives them no verdict",
     }
+    metrics["by_source"] = source_metrics(
+        [r.source for r in records],
+        labels,
+        combined.probs,
+        combined.ood,
+        combined.classes,
+        combined.malignant,
+        cut,
+        n_boot=n_boot,
+        seed=seed,
+        groups=[r.group for r in records] if ci_unit == "group" else None,
+    )
+    metrics["mel_vs_nv_auc"] = one_vs_auc(labels, combined.probs, combined.classes, "mel", against=("nv",))
+    metrics["mel_vs_rest_auc"] = one_vs_auc(labels, combined.probs, combined.classes, "mel")
     metrics["dermalens_version"] = __version__
     metrics["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     metrics["seconds"] = round(time.time() - started, 1)

@@ -184,6 +184,29 @@ def multiclass_metrics(
     return out
 
 
+def one_vs_auc(
+    labels: Sequence[str],
+    probs: np.ndarray,
+    classes: Sequence[str],
+    positive: str,
+    *,
+    against: Sequence[str] | None = None,
+) -> float:
+    """ROC AUC of P(`positive`) for `positive` images against `against` images (None: all
+    others), e.g. melanoma vs nevus, the hard pair of dermoscopy; NaN when a side is empty or
+    the model has no such class."""
+    if positive not in classes:
+        return math.nan
+    labels_arr = np.asarray(labels, dtype=object)
+    keep = (
+        np.ones(len(labels_arr), dtype=bool) if against is None else np.isin(labels_arr, [positive, *against])
+    )
+    y = labels_arr[keep] == positive
+    if y.all() or not y.any():
+        return math.nan
+    return _quiet(skm.roc_auc_score, y, np.asarray(probs)[keep][:, list(classes).index(positive)])
+
+
 def dx_mask(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """Records the diagnostic view can score: a dx label that is one of the model's dx classes."""
     dx_model = all(is_dx_code(c) for c in classes)

@@ -145,6 +145,14 @@ class OodGate:
         return base + (" + Mahalanobis distance of pooled mid-level features" if self.uses_level else "")
 
 
+def _quantile(values: np.ndarray, quantile: float, groups: np.ndarray | None) -> float:
+    """The `quantile` of `values`, or the largest of the groups' own quantiles."""
+    if groups is None:
+        return float(np.quantile(values, quantile))
+    groups = np.asarray(groups)
+    return max(float(np.quantile(values[groups == g], quantile)) for g in np.unique(groups))
+
+
 def fit_gate(
     features: np.ndarray,
     labels: np.ndarray,
@@ -152,25 +160,32 @@ def fit_gate(
     quantile: float = 0.99,
     level_features: np.ndarray | None = None,
     val_level_features: np.ndarray | None = None,
+    val_groups: np.ndarray | None = None,
 ) -> OodGate:
     """Fit class means and a Ledoit-Wolf shared covariance (plus, given mid-level features, one
     class-agnostic mean and covariance of those); threshold so that a `1 - quantile` share of the
-    validation images is refused."""
+    validation images is refused.
+
+    With `val_groups` (each validation image's source), the threshold is the largest of the
+    sources' own quantiles, so that at most `1 - quantile` of *each* source is refused: a
+    pooled quantile let a small or unusual clinic be refused far more often than the rest."""
     classes = np.unique(labels)
     means = np.stack([features[labels == c].mean(axis=0) for c in classes])
     precision = _fit_precision(features - means[np.searchsorted(classes, labels)])
     gate = OodGate(means.astype(np.float32), precision, 1.0)
     embedding = gate.distances(val_features)
-    gate.threshold = float(np.quantile(embedding, quantile))
+    gate.threshold = _quantile(embedding, quantile, val_groups)
     if level_features is None or val_level_features is None:
         return gate
     level_mean = level_features.mean(axis=0, keepdims=True)
     gate.level_mean = level_mean.astype(np.float32)
     gate.level_precision = _fit_precision(level_features - level_mean)
     level = gate.level_distances(val_level_features)
-    gate.level_threshold = float(np.quantile(level, quantile))
+    gate.level_threshold = _quantile(level, quantile, val_groups)
     # Each component alone would refuse 1 - quantile of validation; scale both so that together they do.
-    joint = float(np.quantile(np.maximum(embedding / gate.threshold, level / gate.level_threshold), quantile))
+    joint = _quantile(
+        np.maximum(embedding / gate.threshold, level / gate.level_threshold), quantile, val_groups
+    )
     gate.threshold *= joint
     gate.level_threshold *= joint
     return gate

@@ -1,9 +1,15 @@
 """Preprocessing, defined once: training, evaluation, export checks, the predictor and the server
 all call these functions with the `Preprocessing` stored in the model artifact.
 
-Pipeline: decoded RGB uint8 → centre-crop to the model's aspect ratio → resize to
-the input size → optional Shades-of-Gray colour constancy → normalise to
-float32 CHW. Training inserts its augmentation between `canonical` and `normalize`.
+Pipeline: decoded RGB uint8 → centre-crop to the model's aspect ratio → antialiased
+reduction to the working size (when the image is larger) → resize to the input size →
+optional Shades-of-Gray colour constancy → normalise to float32 CHW. Training inserts its
+augmentation between `canonical` and `normalize`.
+
+Why a working size: training images of 200×150 are *upsampled* to the input, while a
+user's 600×450 photo is *downsampled* to it, so the same field of view looked sharper at
+serving than anything the network saw. Reducing every larger image to one working size
+first makes the pixels the network sees independent of the camera's resolution.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ class Preprocessing:
     sog_power: float = 6.0
     #: "crop_to_aspect": centre-crop to the input's aspect ratio, then resize (no distortion).
     resize: str = "crop_to_aspect"
+    #: (width, height) every larger image is first reduced to (antialiased); None = straight to
+    #: the input size (the models before issue #14).
+    working_size: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,8 +51,8 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         fields = dict(data)
-        for key in ("input_size", "mean", "std"):
-            if key in fields:
+        for key in ("input_size", "mean", "std", "working_size"):
+            if fields.get(key) is not None:
                 fields[key] = tuple(fields[key])
         return cls(**fields)
 
@@ -87,13 +96,18 @@ def shades_of_gray(rgb: np.ndarray, power: float = 6.0) -> np.ndarray:
 
 
 def resize_to_input(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
-    """Crop to the input's aspect ratio (per `spec.resize`) and resize to the input size."""
+    """Crop to the input's aspect ratio (per `spec.resize`), reduce to the working size when larger,
+    and resize to the input size. PIL's resampling widens its filter when it shrinks, so both
+    reductions are antialiased."""
     width, height = spec.input_size
     if spec.resize == "crop_to_aspect":
         rgb = crop_to_aspect(rgb, width / height)
-    if rgb.shape[:2] != (height, width):
-        rgb = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
-    return rgb
+    image: Image.Image | None = None
+    if spec.working_size is not None and rgb.shape[1] > spec.working_size[0]:
+        image = Image.fromarray(rgb).resize(spec.working_size, Image.Resampling.BILINEAR)
+    if (image.size if image is not None else (rgb.shape[1], rgb.shape[0])) != (width, height):
+        image = (image or Image.fromarray(rgb)).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image) if image is not None else rgb
 
 
 def color_correct(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:

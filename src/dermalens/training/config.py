@@ -18,6 +18,17 @@ from dermalens.inference.preprocess import Preprocessing
 
 
 @dataclass
+class SourceConfig:
+    """One dataset of a multi-source run, split on its own (grouped by lesion, stratified by
+    source and class) so that adding a source never reshuffles another's test split."""
+
+    path: str
+    format: str | None = None
+    #: Split file: created (seeded) when missing, reused when present.
+    split_file: str | None = None
+
+
+@dataclass
 class DataConfig:
     path: str = "../shared/data/ham10000"
     format: str | None = None
@@ -29,6 +40,12 @@ class DataConfig:
     dedup: bool = True
     #: Use only this many training images (smoke tests); 0 = all.
     limit: int = 0
+    #: Several datasets trained on together (then path/format/split_file above are unused).
+    sources: list[SourceConfig] = field(default_factory=list)
+
+    def source_list(self) -> list[SourceConfig]:
+        """The run's sources: `sources`, or the single dataset of `path`."""
+        return list(self.sources) or [SourceConfig(self.path, self.format, self.split_file)]
 
 
 @dataclass
@@ -64,6 +81,24 @@ class AugmentConfig:
     hue: float = 0.03
     #: Probability of a random per-channel gain (camera white balance) before colour constancy.
     color_cast: float = 0.5
+    #: Largest per-channel gain deviation of a colour cast (0.2: gains in [0.8, 1.2]).
+    color_cast_strength: float = 0.2
+    #: Zoom *out* (the lesion fills less of the frame, as with a wider dermatoscope): probability
+    #: and smallest linear factor; the border is filled from the image's own edge colours.
+    zoom_out: float = 0.0
+    zoom_out_min: float = 0.6
+    #: Resolution and compression (users' images range from 84 px to full size, heavy JPEG to
+    #: lossless): probability of a down-then-up rescale, its smallest linear factor, probability
+    #: of a JPEG re-encode and its quality range, probability of a Gaussian blur and its σ range.
+    rescale: float = 0.0
+    rescale_min: float = 0.35
+    jpeg: float = 0.0
+    jpeg_quality: tuple[int, int] = (40, 95)
+    blur: float = 0.0
+    blur_sigma: tuple[float, float] = (0.3, 1.5)
+    #: Dermatoscope artefacts: probability of a dark circular rim (vignette) and of a ruler.
+    rim: float = 0.0
+    ruler: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
 
@@ -75,6 +110,11 @@ class BalanceConfig:
     #: Weights ∝ (1 / frequency) ** power; 1 = fully balanced, 0.5 = softened.
     power: float = 1.0
     focal_gamma: float = 2.0
+    #: Sample sources ∝ (1 / images of the source) ** source_power (0 = as they come), so one
+    #: large clinic does not dominate what the network learns "dermoscopy" looks like.
+    source_power: float = 0.0
+    #: Images drawn per epoch when sampling (0 = as many as the training split has).
+    epoch_size: int = 0
 
 
 @dataclass
@@ -92,6 +132,9 @@ class StageConfig:
     backbone_eval: bool = False
     #: Another dataset for this stage (curriculum); None = the run's data.
     data: DataConfig | None = None
+    #: Input size (width, height) for this stage only (progressive resizing: cheap early epochs at
+    #: low resolution); None = the run's `preprocessing.input_size`, which the artifact keeps.
+    input_size: tuple[int, int] | None = None
 
 
 @dataclass

@@ -9,19 +9,18 @@ resume, or in DDP — which is what makes `--resume` reproduce an uninterrupted 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance
 from torch.utils.data import Dataset as TorchDataset
 
 from dermalens.data.records import Record
 from dermalens.inference.decode import decode_image
 from dermalens.inference.metadata import METADATA_FIELDS, MetadataEncoding, PatientMetadata
 from dermalens.inference.preprocess import Preprocessing, color_correct, normalize, resize_to_input
+from dermalens.training.augment import augment
 from dermalens.training.config import AugmentConfig, BalanceConfig
 
 
@@ -34,52 +33,6 @@ def cache_images(records: Sequence[Record], spec: Preprocessing, progress: bool 
     for i, record in enumerate(tqdm(records, desc="caching images", disable=not progress, unit="img")):
         out[i] = resize_to_input(decode_image(record.path, min_size=spec.input_size), spec)
     return out
-
-
-def augment(rgb: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Colour first (camera/light differences), so that colour constancy then sees them as at test
-    time; geometry after (zoom, rotation, flips). Returns an array of the same size."""
-    height, width = rgb.shape[:2]
-    image = Image.fromarray(rgb)
-    if cfg.color_cast and rng.random() < cfg.color_cast:
-        gains = rng.uniform(0.8, 1.2, 3)
-        image = Image.fromarray(np.clip(np.asarray(image) * gains, 0, 255).astype(np.uint8))
-    for enhancer, amount in (
-        (ImageEnhance.Brightness, cfg.brightness),
-        (ImageEnhance.Contrast, cfg.contrast),
-        (ImageEnhance.Color, cfg.saturation),
-    ):
-        if amount:
-            image = enhancer(image).enhance(rng.uniform(1 - amount, 1 + amount))
-    if cfg.hue:
-        hsv = np.asarray(image.convert("HSV")).copy()
-        hsv[..., 0] = (hsv[..., 0].astype(int) + int(rng.uniform(-cfg.hue, cfg.hue) * 255)) % 256
-        image = Image.fromarray(hsv, "HSV").convert("RGB")
-    if cfg.rotate:
-        # Rotate a reflected canvas so that corners are filled with lesion surroundings, not black.
-        angle = float(rng.uniform(-cfg.rotate, cfg.rotate))
-        image = image.rotate(
-            angle,
-            resample=Image.Resampling.BILINEAR,
-            expand=False,
-            fillcolor=tuple(int(c) for c in np.asarray(image).reshape(-1, 3).mean(0)),
-        )
-    if cfg.scale[0] < 1.0:
-        area = rng.uniform(*cfg.scale) * width * height
-        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3))) * width / height
-        crop_w = min(width, round(math.sqrt(area * ratio)))
-        crop_h = min(height, round(math.sqrt(area / ratio)))
-        left = int(rng.integers(0, width - crop_w + 1))
-        top = int(rng.integers(0, height - crop_h + 1))
-        image = image.resize(
-            (width, height), Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h)
-        )
-    array = np.asarray(image)
-    if cfg.hflip and rng.random() < 0.5:
-        array = array[:, ::-1]
-    if cfg.vflip and rng.random() < 0.5:
-        array = array[::-1]
-    return np.ascontiguousarray(array)
 
 
 class LesionDataset(TorchDataset[tuple[torch.Tensor, torch.Tensor, int]]):
@@ -142,15 +95,36 @@ def class_weights(targets: Sequence[int], n_classes: int, power: float) -> np.nd
     return weights
 
 
+def source_weights(sources: Sequence[str], power: float) -> np.ndarray:
+    """Per-sample weights ∝ (1 / images of the sample's source) ** power."""
+    counts = Counter(sources)
+    return np.array([(1.0 / counts[s]) ** power for s in sources])
+
+
 def epoch_order(
-    targets: Sequence[int], n_classes: int, balance: BalanceConfig, seed: int, epoch: int
+    targets: Sequence[int],
+    n_classes: int,
+    balance: BalanceConfig,
+    seed: int,
+    epoch: int,
+    sources: Sequence[str] | None = None,
 ) -> list[int]:
-    """The sample indices of one epoch (seeded): shuffled, weighted-sampled or undersampled."""
+    """The sample indices of one epoch (seeded): shuffled, weighted-sampled or undersampled.
+
+    With ``balance.source_power`` (and `sources`), or with the ``sampler`` method, samples are
+    drawn with replacement, each weighted by its class (sampler) times its source; an epoch then
+    has ``balance.epoch_size`` samples (0: as many as there are)."""
     rng = np.random.default_rng((seed, epoch, 7))
     labels = np.asarray(targets)
-    if balance.method == "sampler":
-        weights = class_weights(targets, n_classes, balance.power)[labels]
-        return rng.choice(len(labels), size=len(labels), replace=True, p=weights / weights.sum()).tolist()
+    by_source = bool(balance.source_power) and sources is not None
+    if balance.method == "sampler" or by_source:
+        weights = np.ones(len(labels))
+        if balance.method == "sampler":
+            weights *= class_weights(targets, n_classes, balance.power)[labels]
+        if by_source and sources is not None:
+            weights *= source_weights(sources, balance.source_power)
+        size = balance.epoch_size or len(labels)
+        return rng.choice(len(labels), size=size, replace=True, p=weights / weights.sum()).tolist()
     if balance.method == "undersample":
         counts = Counter(targets)
         majority = max(counts, key=lambda c: counts[c])

@@ -79,6 +79,7 @@ def build_artifact(
         config.ood_quantile,
         train.level_features,
         val.level_features,
+        np.asarray([r.source for r in data.val]),
     )
     meta = ArtifactMeta(
         name=config.name,
@@ -94,9 +95,11 @@ def build_artifact(
         threshold=threshold,
         threshold_rule=f"≥{config.target_sensitivity:.0%} sensitivity for malignancy on the validation split",
         data={
-            "source": str(config.data.path),
+            "source": " + ".join(s.path for s in config.data.source_list()),
+            "sources": data.dataset.source_counts(),
             "split": {name: len(data.split.ids(name)) for name in data.split.names()},
-            "split_rule": "stratified by diagnosis, grouped by lesion_id (near-duplicates merged), seeded",
+            "split_rule": "per source: stratified by source and diagnosis, grouped by lesion_id "
+            "(near-duplicates merged), seeded",
             "train_images": len(data.train),
             "val_images": len(data.val),
         },

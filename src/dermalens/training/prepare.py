@@ -13,8 +13,8 @@ from dermalens.data.readers import load_dataset
 from dermalens.data.records import Dataset, Record
 from dermalens.data.splits import Split, split_dataset
 from dermalens.inference.metadata import MetadataEncoding
-from dermalens.taxonomy import BINARY_LABELS, DX_CODES, MALIGNANT, MALIGNANT_LABEL
-from dermalens.training.config import DataConfig, StageConfig, TrainConfig
+from dermalens.taxonomy import BINARY_LABELS, DX_CODES, MALIGNANT, MALIGNANT_LABEL, to_ham
+from dermalens.training.config import DataConfig, SourceConfig, StageConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +60,69 @@ class StageData:
     train_targets: list[int]
     val_targets: list[int]
 
+    @property
+    def train_sources(self) -> list[str]:
+        return [r.source for r in self.train]
+
 
 def _target(record: Record, classes: list[str]) -> int | None:
     if record.label in classes:
         return classes.index(record.label)
     if classes == list(BINARY_LABELS):
         return classes.index(record.binary)
+    folded = to_ham(record.label)  # SCC trains a 7-class head as akiec (taxonomy.HAM_FOLD)
+    if folded is not None and folded in classes:
+        return classes.index(folded)
     return None  # a binary-only label cannot train a 7-class head
 
 
-def split_path(config: TrainConfig, data: DataConfig) -> Path:
+def split_path(config: TrainConfig, data: DataConfig | SourceConfig) -> Path:
     if data.split_file:
         return Path(data.split_file)
-    return config.run_dir() / f"split-{Path(data.path).name}-seed{config.seed}.json"
+    path = Path(data.path)
+    name = f"{path.parent.name}-{path.stem}" if path.suffix else path.name  # two sources' labels.csv
+    return config.run_dir() / f"split-{name}-seed{config.seed}.json"
+
+
+class EvaluationOnlyError(ValueError):
+    """A dataset whose licence allows evaluation only was given to training."""
+
+
+def load_sources(config: TrainConfig, data: DataConfig) -> tuple[Dataset, Split]:
+    """Every source of `data`, each read and split on its own, joined into one dataset and split.
+
+    Derm7pt (CC BY-NC-ND: evaluation only) is refused here, the one door to training data."""
+    datasets: list[Dataset] = []
+    splits: list[Split] = []
+    for source in data.source_list():
+        dataset = load_dataset(source.path, source.format)
+        if dataset.format == "derm7pt" or any(r.source == "derm7pt" for r in dataset.records):
+            raise EvaluationOnlyError(
+                f"{source.path}: Derm7pt is licensed for evaluation only (CC BY-NC-ND); "
+                "use it with `dermalens evaluate`, never for training, calibration or the OOD gate"
+            )
+        datasets.append(dataset)
+        splits.append(load_split(dataset, data, split_path(config, source), config.seed))
+    if len(datasets) == 1:
+        return datasets[0], splits[0]
+    ids = [r.image_id for d in datasets for r in d.records]
+    if len(ids) != len(set(ids)):
+        raise ValueError("two sources share image ids; each image must appear in one source only")
+    joined = Dataset(
+        "+".join(d.format for d in datasets),
+        datasets[0].root,
+        [r for d in datasets for r in d.records],
+        [m for d in datasets for m in d.missing],
+        [u for d in datasets for u in d.unreadable],
+        [k for d in datasets for k in d.skipped],
+    )
+    split = Split(
+        {k: v for s in splits for k, v in s.assignments.items()},
+        config.seed,
+        splits[0].fractions,
+        {k: v for s in splits for k, v in s.groups.items()},
+    )
+    return joined, split
 
 
 def load_split(dataset: Dataset, data: DataConfig, path: Path, seed: int) -> Split:
@@ -97,8 +147,7 @@ def load_split(dataset: Dataset, data: DataConfig, path: Path, seed: int) -> Spl
 def load_stage_data(config: TrainConfig, stage: StageConfig, classes: list[str]) -> StageData:
     seed = config.seed
     data = stage.data or config.data
-    dataset = load_dataset(data.path, data.format)
-    split = load_split(dataset, data, split_path(config, data), config.seed)
+    dataset, split = load_sources(config, data)
     train_ids, val_ids = split.ids("train"), split.ids("val")
     usable = [(r, _target(r, classes)) for r in dataset.records]
     skipped = sum(t is None for _, t in usable)

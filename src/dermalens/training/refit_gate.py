@@ -64,7 +64,16 @@ def refit_gate(
         raise ValueError(f"{target}: the network gives no pooled features to fit a gate on")
     label_of = {r.image_id: meta.classes.index(r.label) for r in parts["train"]}
     labels = np.asarray([label_of[i] for i in train.image_ids])
-    gate = fit_gate(train.features, labels, val.features, quantile, train.level_features, val.level_features)
+    source_of = {r.image_id: r.source for r in parts["val"]}
+    gate = fit_gate(
+        train.features,
+        labels,
+        val.features,
+        quantile,
+        train.level_features,
+        val.level_features,
+        np.asarray([source_of[i] for i in val.image_ids]),
+    )
     save_gate(target, meta, gate)
     write_meta(target, meta)
     return target, gate

@@ -8,6 +8,7 @@ the next epoch. Each stage starts from the previous stage's best weights. Under
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dermalens.inference.preprocess import Preprocessing
 from dermalens.training.config import StageConfig, TrainConfig, save_config
 from dermalens.training.curves import write_curves, write_metrics_log
 from dermalens.training.data import LesionDataset, cache_images, class_weights, epoch_order
@@ -109,6 +111,14 @@ def _backbone(model: nn.Module) -> nn.Module:
         return model.backbone  # type: ignore[return-value]
     head = model.get_classifier()  # type: ignore[operator]
     return nn.ModuleList([m for m in model.children() if m is not head])
+
+
+def stage_preprocessing(config: TrainConfig, stage: StageConfig) -> Preprocessing:
+    """The run's preprocessing at this stage's input size (progressive resizing)."""
+    if stage.input_size is None:
+        return config.preprocessing
+    width, height = stage.input_size
+    return dataclasses.replace(config.preprocessing, input_size=(int(width), int(height)))
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig, steps_per_epoch: int) -> Any:
@@ -234,13 +244,14 @@ class Trainer:
     ) -> None:
         config = self.config
         data: StageData = load_stage_data(config, stage, self.classes)
-        train_images = cache_images(data.train, config.preprocessing, self.progress)
-        val_images = cache_images(data.val, config.preprocessing, self.progress)
+        spec = stage_preprocessing(config, stage)
+        train_images = cache_images(data.train, spec, self.progress)
+        val_images = cache_images(data.val, spec, self.progress)
         encoding = metadata_encoding(config)
         train_set = LesionDataset(
             train_images,
             data.train_targets,
-            config.preprocessing,
+            spec,
             config.augment,
             config.seed,
             metadata=[r.patient for r in data.train] if encoding else None,
@@ -250,13 +261,17 @@ class Trainer:
         val_set = LesionDataset(
             val_images,
             data.val_targets,
-            config.preprocessing,
+            spec,
             metadata=[r.patient for r in data.val] if encoding else None,
             encoding=encoding,
         )
         criterion = _criterion(config, data.train_targets, len(self.classes)).to(self.device)
         per_rank = (
-            len(epoch_order(data.train_targets, len(self.classes), config.balance, config.seed, 0))
+            len(
+                epoch_order(
+                    data.train_targets, len(self.classes), config.balance, config.seed, 0, data.train_sources
+                )
+            )
             // self.dist.world
         )
         steps = max(1, per_rank // config.batch_size) if per_rank > config.batch_size else 1
@@ -278,7 +293,12 @@ class Trainer:
             epoch_seed = config.seed * 1000 + state.stage_index * 100 + epoch
             train_set.epoch = epoch_seed
             order = epoch_order(
-                data.train_targets, len(self.classes), config.balance, config.seed, epoch_seed
+                data.train_targets,
+                len(self.classes),
+                config.balance,
+                config.seed,
+                epoch_seed,
+                data.train_sources,
             )
             order = order[self.dist.rank :: self.dist.world][:per_rank]
             loss = train_one_epoch(

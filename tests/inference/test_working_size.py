@@ -1,0 +1,41 @@
+"""The working size makes the pixels the network sees independent of the camera's resolution."""
+
+import numpy as np
+from PIL import Image
+
+from conftest import lesion_like
+from dermalens.inference.preprocess import Preprocessing, resize_to_input
+
+
+def _at(image: np.ndarray, width: int) -> np.ndarray:
+    height = width * image.shape[0] // image.shape[1]
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
+
+
+def _textured(seed: int) -> np.ndarray:
+    """A lesion with fine skin texture (detail that a 600-px photo keeps and a 200-px file loses)."""
+    rng = np.random.default_rng(seed)
+    texture = Image.fromarray(rng.integers(0, 256, (225, 300), dtype=np.uint8)).resize((1200, 900))
+    base = lesion_like(seed, (1200, 900)).astype(float)
+    return np.clip(base + 0.25 * (np.asarray(texture, dtype=float)[..., None] - 128), 0, 255).astype(np.uint8)
+
+
+def test_same_field_of_view_at_two_resolutions_gives_nearly_the_same_input():
+    original = _textured(7)
+    spec = Preprocessing(input_size=(224, 168), working_size=(200, 150))
+    legacy = Preprocessing(input_size=(224, 168))
+    full, small = _at(original, 600), _at(original, 200)
+    with_ws = np.abs(resize_to_input(full, spec).astype(int) - resize_to_input(small, spec)).mean()
+    without = np.abs(resize_to_input(full, legacy).astype(int) - resize_to_input(small, legacy)).mean()
+    assert with_ws < 0.65 * without  # the sharper 600-px copy is reduced to the 200-px look first
+
+
+def test_working_size_leaves_small_images_and_round_trips():
+    spec = Preprocessing(input_size=(64, 48), working_size=(100, 75))
+    small = lesion_like(1, (80, 60))
+    assert resize_to_input(small, spec).shape == (48, 64, 3)
+    assert np.array_equal(
+        resize_to_input(small, spec), resize_to_input(small, Preprocessing(input_size=(64, 48)))
+    )
+    assert Preprocessing.from_dict(spec.to_dict()) == spec
+    assert Preprocessing.from_dict({"input_size": [64, 48]}).working_size is None  # older artifacts
