@@ -1,5 +1,7 @@
 import csv
 
+import numpy as np
+
 from conftest import lesion_like, save_image
 from dermalens.cli import main
 
@@ -9,6 +11,8 @@ def test_predict_folder_csv_heatmaps_and_bad_file(tiny_artifact, tmp_path, capsy
     save_image(folder / "sample_1_malignant_mel.jpg", lesion_like(1))
     save_image(folder / "sub" / "benign_nv_2.png", lesion_like(2), "PNG")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    noise = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    save_image(folder / "noise_3_nv.png", noise, "PNG")  # not dermoscopy: refused, no verdict
     out = tmp_path / "out.csv"
     code = main(
         [
@@ -30,17 +34,23 @@ def test_predict_folder_csv_heatmaps_and_bad_file(tiny_artifact, tmp_path, capsy
     assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM for Excel
     rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
     by_name = {r["file"].rsplit("/", 1)[-1]: r for r in rows}
-    assert set(by_name) == {"sample_1_malignant_mel.jpg", "benign_nv_2.png", "broken.jpg"}
+    assert set(by_name) == {"sample_1_malignant_mel.jpg", "benign_nv_2.png", "broken.jpg", "noise_3_nv.png"}
+    refused = by_name["noise_3_nv.png"]
+    assert refused["decision"] == "refused" and refused["prediction"] == "" and refused["correct"] == ""
+    assert "dermoscopy" in refused["reason"] and float(refused["p_nv"]) > 0  # figures kept for analysis
     assert by_name["sample_1_malignant_mel.jpg"]["true_label"] == "mel"
     assert by_name["sample_1_malignant_mel.jpg"]["correct"] in ("True", "False")
     assert by_name["broken.jpg"]["error"]
     assert {f"p_{c}" for c in ("akiec", "mel", "nv")} <= set(rows[0])
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
         "benign_nv_2_heatmap.png",
+        "noise_3_nv_heatmap.png",
         "sample_1_malignant_mel_heatmap.png",
     ]
     printed = capsys.readouterr().out
-    assert "1 unreadable" in printed and "accuracy (benign/malignant) on 2 labelled" in printed
+    assert "1 unreadable" in printed and "1 refused (not dermoscopy: no verdict)" in printed
+    assert "accuracy (benign/malignant) on 2 assessed labelled" in printed
+    assert "1 labelled file(s) refused, not counted" in printed
     assert "not a diagnosis" in printed
 
 

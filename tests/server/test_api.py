@@ -159,3 +159,22 @@ def test_heatmap_is_a_valid_overlay(client: httpx.Client) -> None:
     rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["heatmap_png"]))))
     assert rgba[..., 3].max() > 100  # the strongest evidence is clearly visible
     assert rgba[..., 3].min() < rgba[..., 3].max()
+
+
+def test_a_refused_image_gets_no_verdict(client: httpx.Client) -> None:
+    """Not dermoscopy: decision 'refused' with a reason, no diagnosis, no correctness; figures kept."""
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG")
+    response = client.post(
+        "/api/v1/predict", files={"files": ("noise_malignant_mel.png", buffer.getvalue(), "image/png")}
+    )
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    assert result["ood"] is True and result["decision"] == "refused"
+    assert "dermoscopy" in result["reason"] and "Send a dermoscopy image" in result["reason"]
+    assert result["prediction"] is None and result["prediction_name"] is None
+    assert result["true_label"] == "mel" and result["correct"] is None and result["correct_dx"] is None
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)  # kept for analysis
+    rows = client.get("/api/v1/history", params={"decision": "refused"}).json()["rows"]
+    assert rows and all(r["decision"] == "refused" for r in rows)

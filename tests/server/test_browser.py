@@ -105,23 +105,39 @@ def test_predict_page_end_to_end(page_factory: Any, live_server: LiveServer) -> 
     assert cards.count() == len(FILES)
     done = page.locator(".card[data-state=done]")
     assert done.count() == 4
-    for i in range(4):
-        card = done.nth(i)
+    assessed = page.locator(".card[data-state=done]:not([data-decision=refused])")
+    assert assessed.count() == 3
+    for i in range(3):
+        card = assessed.nth(i)
         assert card.locator(".verdict").inner_text() in ("Malignant", "Benign")
         assert card.locator(".dx-bars li").count() == 7
         assert card.locator(".p-value").inner_text().endswith("%")
     mel = page.locator(".card", has_text="case_1_malignant_mel.jpg")
     assert mel.locator(".truth").count() == 1
     assert page.locator(".card", has_text="ISIC_0000001.jpg").locator(".truth").count() == 0
-    assert "dermoscopy" in page.locator(".card", has_text="noise_photo.png").locator(".warn.ood").inner_text()
+    # The noise image is refused: a neutral "Not assessed" card that says why and what to send,
+    # no verdict, no diagnosis, no risk message; its figures only behind a closed toggle.
+    noise = page.locator(".card", has_text="noise_photo.png")
+    assert noise.get_attribute("data-decision") == "refused"
+    assert noise.locator(".verdict").inner_text() == "Not assessed"
+    assert noise.locator(".verdict.malignant, .verdict.benign, .warn.risk").count() == 0
+    assert "dermoscopy" in noise.locator(".refused-why").inner_text()
+    assert "send a dermoscopy image" in noise.inner_text()
+    assert "Most likely diagnosis" not in noise.inner_text()
+    assert noise.locator(".dx-bars").is_hidden()
+    noise.locator("details.anyway summary").click()
+    assert noise.locator(".dx-bars").is_visible() and noise.locator(".dx-bars li").count() == 7
     bad = page.locator(".card[data-state=error]")
     assert "notes.jpg" in bad.inner_text() and "not an accepted image" in bad.inner_text()
-    in_distribution = page.locator(".card[data-state=done]:not(:has(.warn.ood))")
-    if in_distribution.locator(".verdict.malignant").count():
+    if assessed.locator(".verdict.malignant").count():
         assert "dermatologist" in page.locator(".warn.risk").first.inner_text()
-    assert (
-        page.locator(".card", has_text="noise_photo.png").locator(".warn.risk").count() == 0
-    )  # OOD: no verdict
+    # Statistics leave the refused image out of verdict counts and means.
+    assert page.locator("[data-stat=refused] .value").inner_text() == "1"
+    verdicts = assessed.locator(".verdict.malignant").count()
+    assert page.locator("[data-stat=malignant] .value").inner_text() == str(verdicts)
+    shown = [float(assessed.nth(i).locator(".p-value").inner_text().rstrip("%")) for i in range(3)]
+    mean = float(page.locator("[data-stat=mean] .value").inner_text().rstrip("%"))
+    assert abs(mean - sum(shown) / 3) < 0.2
     assert page.locator(".disclaimer-box").is_visible()
     assert "dermatologist" in page.locator(".disclaimer-box").inner_text()
     assert page.locator("[data-stat=accuracy]").is_visible()
@@ -150,6 +166,7 @@ def test_predict_page_end_to_end(page_factory: Any, live_server: LiveServer) -> 
     assert [r["filename"] for r in rows] == [f["name"] for f in FILES]
     assert {f"p_{c}" for c in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")} <= set(rows[0])
     assert rows[0]["true_label"] == "mel" and rows[4]["status"] == "error"
+    assert rows[3]["decision"] == "refused" and rows[3]["prediction"] == ""
     assert page.js_errors == []
 
 

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from dermalens.data.records import IMAGE_SUFFIXES
 from dermalens.inference.metadata import METADATA_FIELDS, PatientMetadata
-from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError, correctness
+from dermalens.inference.results import (
+    DISCLAIMER,
+    REFUSAL_REASON,
+    REFUSED,
+    Prediction,
+    PredictionError,
+    correctness,
+)
 from dermalens.taxonomy import label_from_filename
 
 
@@ -124,9 +131,10 @@ def _row(path: Path, result: Prediction | PredictionError, classes: list[str]) -
     correct, _ = correctness(truth, result)
     row: dict[str, object] = {
         "file": str(path),
-        "prediction": result.prediction,
+        "prediction": result.diagnosis or "",
         "p_malignant": f"{result.p_malignant:.4f}",
         "decision": result.decision,
+        "reason": result.reason or "",
         **{f"p_{c}": f"{result.probabilities[c]:.4f}" for c in classes},
         "ood": result.ood,
         "ood_score": f"{result.ood_score:.3f}",
@@ -192,8 +200,10 @@ def _print_table(rows: list[dict[str, object]]) -> None:
             continue
         mark = {True: "✓", False: "✗"}.get(row["correct"], "")  # type: ignore[call-overload]
         ood = "OOD" if row["ood"] else ""
+        refused = row["decision"] == REFUSED  # no verdict: neither diagnosis nor probability shown
         print(
-            f"{name:<40} {row['prediction']!s:<10} {row['p_malignant']!s:>7}  {row['decision']!s:<9} {ood:<4} "
+            f"{name:<40} {'—' if refused else row['prediction']!s:<10} "
+            f"{'—' if refused else row['p_malignant']!s:>7}  {row['decision']!s:<9} {ood:<4} "
             f"{row['true_label']} {mark}"
         )
 
@@ -202,15 +212,22 @@ def _print_summary(rows: list[dict[str, object]], threshold: float) -> None:
     ok = [r for r in rows if not r.get("error")]
     errors = len(rows) - len(ok)
     malignant = sum(r["decision"] == "malignant" for r in ok)
-    ood = sum(bool(r["ood"]) for r in ok)
+    refused = [r for r in ok if r["decision"] == REFUSED]
     print(
-        f"\n{len(ok)} images predicted, {errors} unreadable; {malignant} malignant at threshold {threshold:.3f}; "
-        f"{ood} flagged as not dermoscopy"
+        f"\n{len(ok)} images read, {errors} unreadable; {len(ok) - len(refused)} assessed, {malignant} of them "
+        f"malignant at threshold {threshold:.3f}; {len(refused)} refused (not dermoscopy: no verdict)"
     )
+    if refused:
+        print(f"refused: {REFUSAL_REASON}")
     judged = [r for r in ok if r["correct"] != ""]
-    if judged:
+    labelled_refused = sum(bool(r["true_label"]) for r in refused)
+    if judged or labelled_refused:
         right = sum(r["correct"] is True for r in judged)
-        print(f"accuracy (benign/malignant) on {len(judged)} labelled file names: {right / len(judged):.3f}")
+        accuracy = f"{right / len(judged):.3f}" if judged else "n/a"
+        print(
+            f"accuracy (benign/malignant) on {len(judged)} assessed labelled file names: {accuracy}"
+            + (f"; {labelled_refused} labelled file(s) refused, not counted" if labelled_refused else "")
+        )
 
 
 def _write_csv(path: Path, rows: list[dict[str, object]], classes: list[str]) -> None:
@@ -219,6 +236,7 @@ def _write_csv(path: Path, rows: list[dict[str, object]], classes: list[str]) ->
         "prediction",
         "p_malignant",
         "decision",
+        "reason",
         *[f"p_{c}" for c in classes],
         "ood",
         "ood_score",

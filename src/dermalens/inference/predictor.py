@@ -20,7 +20,7 @@ from dermalens.inference.decode import ImageDecodeError, ImageInput
 from dermalens.inference.metadata import MetadataInput, PatientMetadata, per_image
 from dermalens.inference.ood import OodGate, colour_score
 from dermalens.inference.preprocess import Preprocessing, load_canonical_many, normalize
-from dermalens.inference.results import Prediction, PredictionError
+from dermalens.inference.results import REFUSED, Prediction, PredictionError
 from dermalens.inference.runtime import create_runtime
 from dermalens.inference.tta import tta_views, undo_view
 from dermalens.models.artifact import OOD_FILE, ArtifactError, ArtifactMeta, load_meta
@@ -251,7 +251,7 @@ class Classifier:
                     probabilities={c: float(p) for c, p in zip(self.classes, probs[j], strict=True)},
                     p_malignant=p_mal,
                     prediction=self.classes[top],
-                    decision=MALIGNANT_LABEL if p_mal >= cut else BENIGN,
+                    decision=REFUSED if ood[j] > 1.0 else (MALIGNANT_LABEL if p_mal >= cut else BENIGN),
                     threshold=cut,
                     ood=bool(ood[j] > 1.0),
                     ood_score=float(ood[j]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -16,15 +16,29 @@ DISCLAIMER = (
 )
 
 
+#: Every decision a result can carry (the API schema and the history filter use this one alias).
+Decision = Literal["benign", "malignant", "refused"]
+#: The decision of an image the model cannot judge (the OOD gate refused it): no verdict.
+REFUSED = "refused"
+#: Why, and what to do instead: shown with every refused image (API, CLI, web page).
+REFUSAL_REASON = (
+    "This does not look like a dermoscopy image of a skin lesion, so the model gives no verdict: its "
+    "figures would not mean anything. Send a dermoscopy image of one lesion, in focus, with the lesion "
+    "inside the frame."
+)
+
+
 @dataclass
 class Prediction:
     """One image's result.
 
     `probabilities` are calibrated (temperature-scaled) and ordered as the model's
     classes; `p_malignant` is the sum over the malignant classes; `decision` compares
-    it with the operating `threshold`. `ood` is True when the image does not look like
-    a dermoscopy image (the prediction should then not be trusted, and the UI says so).
-    `heatmap` is an H×W float32 map in [0, 1] over the canonical (model-input) image.
+    it with the operating `threshold`, or is ``"refused"`` when `ood` is True (the image
+    does not look like a dermoscopy image): a refused image gets no verdict and no
+    diagnosis (`diagnosis` is None), but its probabilities and the model's top class
+    (`prediction`) are kept for analysis. `heatmap` is an H×W float32 map in [0, 1] over
+    the canonical (model-input) image.
     """
 
     probabilities: dict[str, float]
@@ -40,13 +54,30 @@ class Prediction:
     heatmap: np.ndarray | None = field(default=None, repr=False)
     image: np.ndarray | None = field(default=None, repr=False)
 
+    @property
+    def refused(self) -> bool:
+        """True when the model gives no verdict for this image."""
+        return self.decision == REFUSED
+
+    @property
+    def diagnosis(self) -> str | None:
+        """The diagnosis shown to a person: the top class, or None for a refused image."""
+        return None if self.refused else self.prediction
+
+    @property
+    def reason(self) -> str | None:
+        """Why there is no verdict (None when there is one)."""
+        return REFUSAL_REASON if self.refused else None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (no arrays)."""
         return {
             "source": self.source,
-            "prediction": self.prediction,
+            "prediction": self.diagnosis,
+            "top_class": self.prediction,
             "p_malignant": round(self.p_malignant, 6),
             "decision": self.decision,
+            "reason": self.reason,
             "threshold": self.threshold,
             "ood": self.ood,
             "ood_score": round(self.ood_score, 4),
@@ -65,10 +96,12 @@ class PredictionError:
 
 
 def correctness(label: str | None, prediction: Prediction) -> tuple[bool | None, bool | None]:
-    """(decision matches the label's benign/malignant class, diagnosis matches a dx label)."""
+    """(decision matches the label's benign/malignant class, diagnosis matches a dx label).
+
+    A refused image has no verdict to be right or wrong: (None, None); summaries count it apart."""
     from dermalens.taxonomy import DIAGNOSES, binary_label
 
-    if label is None:
+    if label is None or prediction.refused:
         return None, None
     correct = prediction.decision == binary_label(label)
     correct_dx = prediction.prediction == label if label in DIAGNOSES else None

@@ -32,13 +32,15 @@ def result_dict(
 ) -> dict[str, Any]:
     """One `ImageResult` as a dict (upload: sha256, size_bytes, width, height)."""
     correct, correct_dx = correctness(label, prediction)
-    diagnosis = DIAGNOSES.get(prediction.prediction)
+    code = prediction.diagnosis  # None for a refused image: no verdict, no diagnosis
+    diagnosis = DIAGNOSES.get(code) if code else None
     return {
         "filename": filename,
-        "prediction": prediction.prediction,
-        "prediction_name": diagnosis.name if diagnosis else prediction.prediction,
+        "prediction": code,
+        "prediction_name": (diagnosis.name if diagnosis else code) if code else None,
         "p_malignant": round(prediction.p_malignant, 6),
         "decision": prediction.decision,
+        "reason": prediction.reason,
         "threshold": round(prediction.threshold, 6),
         "ood": prediction.ood,
         "ood_score": round(prediction.ood_score, 4),

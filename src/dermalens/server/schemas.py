@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from dermalens.inference.results import Decision
+
 
 class PatientData(BaseModel):
     """The patient metadata a model read; null fields were unknown (not given)."""
@@ -19,10 +21,18 @@ class ImageResult(BaseModel):
     """One image's prediction."""
 
     filename: str
-    prediction: str = Field(description="most probable diagnosis code")
-    prediction_name: str = Field(description="readable (English) name of the diagnosis")
-    p_malignant: float = Field(description="calibrated probability of a malignant lesion")
-    decision: Literal["benign", "malignant"] = Field(description="p_malignant compared with threshold")
+    prediction: str | None = Field(description="most probable diagnosis code; null when refused")
+    prediction_name: str | None = Field(
+        description="readable (English) name of the diagnosis; null when refused"
+    )
+    p_malignant: float = Field(
+        description="calibrated probability of a malignant lesion (kept for analysis when refused: no verdict)"
+    )
+    decision: Decision = Field(
+        description="p_malignant compared with threshold; 'refused' when the image does not look like "
+        "dermoscopy (ood): the model gives no verdict for it"
+    )
+    reason: str | None = Field(None, description="why there is no verdict, and what to send instead")
     threshold: float = Field(description="operating threshold on p_malignant")
     ood: bool = Field(description="true when the image does not look like a dermoscopy image")
     ood_score: float = Field(description="OOD score; above 1 means out of distribution")
@@ -31,7 +41,9 @@ class ImageResult(BaseModel):
         None, description="base64 PNG (RGBA, model input size) of the evidence map, when heatmap=true"
     )
     true_label: str | None = Field(None, description="label sent by the client or read from the file name")
-    correct: bool | None = Field(None, description="decision matches the label's benign/malignant class")
+    correct: bool | None = Field(
+        None, description="decision matches the label's benign/malignant class (null when refused)"
+    )
     correct_dx: bool | None = Field(None, description="diagnosis matches the label (dx labels only)")
     metadata: PatientData | None = Field(
         None, description="patient data the model read; null for image-only models (they ignore it)"

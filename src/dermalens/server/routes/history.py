@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from dermalens.inference.results import Decision
 from dermalens.server.log import COLUMNS, METADATA_COLUMNS, HistoryFilter
 from dermalens.server.schemas import HistoryPage
 from dermalens.server.state import get_state
@@ -40,7 +41,7 @@ def _filter(q: str, decision: str | None, ood: bool | None) -> HistoryFilter:
 
 
 Q = Annotated[str, Query(max_length=200, description="text in file name, diagnosis, label or request id")]
-DecisionQ = Annotated[Literal["benign", "malignant"] | None, Query(description="only this verdict")]
+DecisionQ = Annotated[Decision | None, Query(description="only this decision ('refused': no verdict)")]
 OodQ = Annotated[bool | None, Query(description="only OOD (true) or in-distribution (false) images")]
 
 

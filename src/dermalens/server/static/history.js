@@ -26,12 +26,13 @@
 
   function row(r) {
     const when = new Date(r.created);
-    return el("tr", {},
+    const refused = r.decision === "refused"; // no verdict: no probability or diagnosis shown
+    return el("tr", { "data-decision": r.decision },
       el("td", {}, el("time", { datetime: r.created, text: when.toLocaleString(data.lang) })),
       el("td", { class: "file", text: r.filename }),
       el("td", { text: t("verdict." + r.decision) }),
-      el("td", { text: pct(r.p_malignant) }),
-      el("td", { text: DL.dxName(r.prediction) }),
+      el("td", { text: refused ? "—" : pct(r.p_malignant) }),
+      el("td", { text: refused ? "—" : DL.dxName(r.prediction) }),
       el("td", { text: r.ood ? t("common.yes") : t("common.no") }),
       el("td", { text: labelName(r.label) }),
       el("td", { text: r.correct === null ? "" : r.correct ? "✓ " + t("card.correct") : "✗ " + t("card.incorrect") }),

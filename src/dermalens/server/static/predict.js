@@ -159,6 +159,7 @@
       });
       node.append(toggle);
     }
+    if (r.decision === "refused") return refusedCard(node, item);
     node.append(el("p", { class: `verdict ${r.decision}`, text: t("verdict." + r.decision) }));
     node.append(
       el("div", { class: "row" }, el("span", { text: t("card.p_malignant") }), el("strong", { class: "p-value", text: pct(r.p_malignant) })),
@@ -166,9 +167,7 @@
       el("p", { class: "small", text: t("card.threshold", { pct: pct(r.threshold) }) }),
     );
     if (r.metadata) node.append(el("p", { class: "small patient-read", text: t("patient.read", { data: patientText(r.metadata) }) }));
-    if (r.ood) node.append(el("p", { class: "warn ood", text: t("card.ood") }));
-    // An unusable image gets the OOD warning only: a "high risk" verdict on a cat photo would mislead.
-    if (r.decision === "malignant" && !r.ood) node.append(el("p", { class: "warn risk", text: t("card.high_risk") }));
+    if (r.decision === "malignant") node.append(el("p", { class: "warn risk", text: t("card.high_risk") }));
     if (r.true_label) {
       node.append(el("p", { class: `truth ${r.correct ? "correct" : "incorrect"}` },
         (r.correct ? "✓ " : "✗ ") + t(r.correct ? "card.correct" : "card.incorrect") + " — " +
@@ -176,13 +175,34 @@
     }
     node.append(el("p", {}, t("card.diagnosis") + ": ", el("strong", { text: DL.dxName(r.prediction) }),
       ` (${pct(r.probabilities[r.prediction])})`));
+    node.append(el("details", { open: true }, el("summary", { text: t("card.probabilities") }), dxBars(r)));
+    return node;
+  }
+
+  function dxBars(r) {
     const malignant = new Set(data.classes.filter((c) => c.malignant).map((c) => c.code));
     const rows = data.classes.map((c) => c.code).filter((code) => code in r.probabilities)
       .sort((a, b) => r.probabilities[b] - r.probabilities[a])
       .map((code) => el("li", { "data-code": code },
         el("div", { class: "row" }, el("span", { text: DL.dxName(code) }), el("span", { text: pct(r.probabilities[code]) })),
         bar(r.probabilities[code], "", undefined, malignant.has(code) ? "malignant" : "")));
-    node.append(el("details", { open: true }, el("summary", { text: t("card.probabilities") }), el("ul", { class: "dx-bars" }, rows)));
+    return el("ul", { class: "dx-bars" }, rows);
+  }
+
+  // An image the model cannot judge: no verdict, no diagnosis, no risk message; why, and what to send
+  // instead. The model's figures stay behind a closed toggle, for analysis only.
+  function refusedCard(node, item) {
+    const r = item.result;
+    node.append(
+      el("p", { class: "verdict refused", text: t("verdict.refused") }),
+      el("p", { class: "warn refused-why", text: t("card.refused_why") }),
+      el("p", { class: "small", text: t("card.refused_todo") }),
+    );
+    if (r.true_label) node.append(el("p", { class: "truth", text: t("card.label", { label: labelName(r.true_label) }) }));
+    node.append(el("details", { class: "anyway" }, el("summary", { text: t("card.show_anyway") }),
+      el("p", { class: "small", text: t("card.anyway_note") }),
+      el("div", { class: "row" }, el("span", { text: t("card.p_malignant") }), el("span", { class: "p-value", text: pct(r.p_malignant) })),
+      dxBars(r)));
     return node;
   }
 
@@ -217,13 +237,18 @@
     summary.replaceChildren();
     summary.append(stat("summary.images", `${done.length} / ${items.length}`, "images"));
     if (!done.length) return;
-    const mean = done.reduce((s, i) => s + i.result.p_malignant, 0) / done.length;
+    // Refused images have no verdict: they are counted apart, never in verdicts or means.
+    const assessed = done.filter((i) => i.result.decision !== "refused");
+    const refused = done.length - assessed.length;
+    const mean = assessed.length ? assessed.reduce((s, i) => s + i.result.p_malignant, 0) / assessed.length : null;
     summary.append(
-      stat("summary.malignant", String(done.filter((i) => i.result.decision === "malignant").length), "malignant"),
-      stat("summary.ood", String(done.filter((i) => i.result.ood).length), "ood"),
+      stat("summary.malignant", String(assessed.filter((i) => i.result.decision === "malignant").length), "malignant"),
+      stat("summary.refused", String(refused), "refused"),
       stat("summary.errors", String(items.filter((i) => i.status === "error").length), "errors"),
-      stat("summary.mean_p", pct(mean), "mean"),
+      stat("summary.mean_p", mean === null ? "—" : pct(mean), "mean"),
     );
+    const refusedLabelled = done.filter((i) => i.result.decision === "refused" && i.result.true_label).length;
+    if (refusedLabelled) summary.append(stat("summary.refused_labelled", String(refusedLabelled), "refused-labelled"));
     const binary = accuracy(done, "correct");
     if (binary) summary.append(stat("summary.accuracy", binary, "accuracy"));
     const dx = accuracy(done, "correct_dx");
