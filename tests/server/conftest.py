@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from dermalens.server.app import create_app
+from dermalens.server.protocol import uvicorn_options
 from dermalens.server.settings import ServerSettings
 
 #: Small so the "too many bytes" cases stay fast; the default is 20 MiB.
@@ -41,7 +42,9 @@ def start_server(settings: ServerSettings) -> LiveServer:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        create_app(settings), log_level="warning", timeout_graceful_shutdown=5, **uvicorn_options()
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn")
     thread.start()

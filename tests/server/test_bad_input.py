@@ -115,6 +115,14 @@ CASES: dict[str, tuple[Callable[[], dict[str, Any]], int, str]] = {
     "json body": (lambda: {"json": {"files": ["a.jpg"]}}, 415, "multipart/form-data"),
     "urlencoded body": (lambda: {"data": {"files": "a.jpg"}}, 415, "multipart/form-data"),
     "no body": (lambda: {}, 415, "multipart/form-data"),
+    "closing boundary cut off": (
+        lambda: {
+            "content": multipart([("files", "a.jpg", GOOD_JPEG)])[0][:-9],
+            "headers": {"content-type": "multipart/form-data; boundary=XyZ"},
+        },
+        400,
+        "cut off",
+    ),
     "missing boundary": (
         lambda: {"content": b"x", "headers": {"content-type": "multipart/form-data"}},
         400,
@@ -204,3 +212,48 @@ def test_server_still_serves_after_bad_input(
     assert response.status_code == 200, response.text
     assert client.get("/api/v1/health").json()["status"] == "ok"
     assert json.loads(client.get("/api/v1/model").text)["name"] == "tiny-test"
+
+
+def _raw_http(server: LiveServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are on a socket (what httpx would refuse to send); parse the answer."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(server.url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_content_length_shorter_than_the_body_is_malformed(live_server: LiveServer) -> None:
+    body, content_type = multipart([("files", "a.jpg", GOOD_JPEG)])
+    head = (
+        f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body) - 40}\r\nConnection: close\r\n\r\n"
+    )
+    status, headers, answer = _raw_http(live_server, head.encode() + body)
+    assert status == 400 and headers["content-type"].startswith("application/json")
+    assert "cut off" in json.loads(answer)["detail"]
+
+
+def test_invalid_content_length_gets_a_json_400(live_server: LiveServer) -> None:
+    request = b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+    status, headers, answer = _raw_http(live_server, request)
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert "malformed HTTP request" in json.loads(answer)["detail"]
+
+
+def test_a_megabyte_query_string_gets_an_answer(live_server: LiveServer) -> None:
+    request = (
+        b"GET /api/v1/health?q=" + b"x" * 1_000_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    status, headers, answer = _raw_http(live_server, request)
+    assert status == 414 and headers["content-type"] == "application/json"
+    assert "too long" in json.loads(answer)["detail"]

@@ -40,6 +40,9 @@ class OnnxRuntime:
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        # Nothing about a patient's use may leave through ORT's own telemetry (on Windows builds it
+        # logs session events to ETW); dermalens writes only the log the user configured.
+        ort.disable_telemetry_events()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         threads = threads or int(os.environ.get("DERMALENS_THREADS", "0")) or (os.cpu_count() or 1)

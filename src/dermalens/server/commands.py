@@ -71,6 +71,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from dermalens.inference.predictor import Classifier
     from dermalens.server.app import create_app
+    from dermalens.server.protocol import uvicorn_options
 
     try:
         settings = settings_from_args(args)
@@ -84,5 +85,6 @@ def run_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=10,
+        **uvicorn_options(),
     )
     return 0

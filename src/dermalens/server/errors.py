@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 #: Bytes of an oversized body read and dropped so the client gets the 413; beyond, the socket closes.
 DRAIN_LIMIT = 64 * 1024 * 1024
+#: Longest query string accepted (the API's queries are a few short parameters).
+QUERY_LIMIT = 16 * 1024
 
 
 class ApiError(StarletteHTTPException):
@@ -53,6 +55,13 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"")
+        if len(query) > QUERY_LIMIT:
+            detail = (
+                f"query string of {len(query)} bytes is too long; at most {QUERY_LIMIT} bytes are accepted"
+            )
+            await _json(414, {"detail": detail})(scope, receive, send)
             return
         declared = _content_length(scope)
         chunked = any(name == b"transfer-encoding" for name, _ in scope.get("headers", []))

@@ -98,10 +98,38 @@ def _clean_name(name: str | None, index: int) -> str:
     return name[:255] or f"file{index + 1}"
 
 
+async def _check_complete(request: Request, content_type: str) -> None:
+    """400 unless the body ends with the closing boundary ``--BOUNDARY--``.
+
+    Why: the multipart parser returns the parts read so far when a body is cut off (a dropped
+    connection, or a Content-Length shorter than the body), so a truncated upload looked like a
+    request with no images (422) or, worse, with fewer. The body is already bounded by the body
+    limit; starlette keeps it, so the form is parsed from the same bytes afterwards."""
+    boundary = _boundary(content_type)
+    if boundary is None:
+        raise ApiError(400, f"malformed multipart body (no boundary in the Content-Type); {MULTIPART_HELP}")
+    body = await request.body()
+    if not body.rstrip(b"\r\n \t").endswith(b"--" + boundary + b"--"):
+        raise ApiError(
+            400,
+            "malformed multipart body (it ends before the closing boundary: the upload was cut off, or "
+            f"Content-Length is shorter than the body); {MULTIPART_HELP}",
+        )
+
+
+def _boundary(content_type: str) -> bytes | None:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "boundary" and value.strip().strip('"'):
+            return value.strip().strip('"').encode("latin-1", "replace")
+    return None
+
+
 async def _form(request: Request, max_files: int) -> Any:
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(415, f"request is {content_type or 'without a content type'}; {MULTIPART_HELP}")
+    await _check_complete(request, content_type)
     try:
         # The parser's own limits stay generous: stopping mid-body would make a client that is still
         # sending see a reset instead of our 413; the body limit already bounds the work.
