@@ -75,9 +75,8 @@ def save_image(path: Path, array: np.ndarray, fmt: str | None = None) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real artifact: EfficientNet-Lite0 (ImageNet backbone, random 7-class head) at 64×48,
+def _tiny(folder: Path, spec: Preprocessing, seed: int, name: str) -> Path:
+    """A real artifact: EfficientNet-Lite0 (ImageNet backbone, random 7-class head) at `spec`'s size,
     exported to ONNX, with an OOD gate (embedding and mid-level parts) fitted on synthetic lesions."""
     import torch
 
@@ -87,8 +86,7 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dermalens.models.factory import create_model
     from dermalens.models.heads import forward_all
 
-    torch.manual_seed(0)
-    spec = Preprocessing(input_size=(64, 48))
+    torch.manual_seed(seed)
     model = create_model("tf_efficientnet_lite0", num_classes=len(DX_CODES)).eval()
     batch = torch.from_numpy(np.stack([prepare(lesion_like(s), spec) for s in range(48)]))
     with torch.no_grad():
@@ -98,7 +96,7 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gate.threshold *= 1.5  # generous: synthetic lesions vary more than 16 validation samples show
     gate.level_threshold *= 1.5
     meta = ArtifactMeta(
-        name="tiny-test",
+        name=name,
         architecture="tf_efficientnet_lite0",
         classes=list(DX_CODES),
         malignant=sorted(MALIGNANT & set(DX_CODES)),
@@ -106,7 +104,23 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         temperature=1.5,
         threshold=0.3,
     )
-    return save_artifact(model, tmp_path_factory.mktemp("artifact") / "tiny", meta, gate)
+    return save_artifact(model, folder, meta, gate)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real artifact at 64×48 (random head): see `_tiny`."""
+    return _tiny(
+        tmp_path_factory.mktemp("artifact") / "tiny", Preprocessing(input_size=(64, 48)), 0, "tiny-test"
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact_other(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A *different* second member: another head, another input size, a working size and no colour
+    constancy, so an ensemble test fails if members share one preprocessing or averaging is wrong."""
+    spec = Preprocessing(input_size=(80, 60), working_size=(100, 75), color_constancy="none")
+    return _tiny(tmp_path_factory.mktemp("artifact") / "other", spec, 1, "tiny-other")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from dermalens.evaluation.calibration import (
     threshold_for_sensitivity,
 )
 from dermalens.evaluation.metrics import binary_metrics
-from dermalens.inference.predictor import softmax
+from dermalens.inference.probabilities import softmax
 from dermalens.models.artifact import load_meta
 from dermalens.taxonomy import DX_CODES
 

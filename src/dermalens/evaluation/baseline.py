@@ -7,7 +7,7 @@ baselines for the same reason). If a network is barely above it, it has learnt l
 Design: a baseline artifact is an ordinary artifact folder whose ``architecture`` is
 ``baseline-logreg``, with ``baseline.npz`` (scaler and logistic-regression weights as
 plain arrays: no pickle, so loading a downloaded artifact runs no code) in place of
-``model.onnx``. `BaselineRuntime` honours the runtime contract (``run(batch) ->
+``model.onnx``. `BaselineRuntime` (in `inference.baseline`) honours the runtime contract (``run(batch) ->
 {"logits", "features", "cam"}`` on the normalised N×3×H×W batch), so evaluation,
 calibration, TTA, the OOD gate and ensembling treat it like any network. The
 predictor can serve it too once `dermalens.inference.runtime.create_runtime` routes
@@ -26,75 +26,20 @@ from typing import Any
 
 import numpy as np
 
-from dermalens.evaluation.features import FEATURE_NAMES, FEATURE_VERSION, image_features
+from dermalens.inference.baseline import ABSENT_LOGIT, ARCHITECTURE, BaselineRuntime
+from dermalens.inference.features import FEATURE_NAMES, FEATURE_VERSION, image_features
 from dermalens.models.artifact import (
     BASELINE_FILE,
     META_FILE,
     OOD_FILE,
-    ArtifactError,
     ArtifactMeta,
     write_meta,
 )
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURE = "baseline-logreg"
 #: Inverse regularisation strengths tried; the best on validation is kept.
 C_GRID = (0.01, 0.1, 1.0)
-#: Logit of a class without training images (softmax probability ~1e-13).
-ABSENT_LOGIT = -30.0
-
-
-def is_baseline(meta: ArtifactMeta) -> bool:
-    return meta.architecture.startswith("baseline")
-
-
-class BaselineRuntime:
-    """Runs a baseline artifact with the same contract as the ONNX runtime."""
-
-    def __init__(self, folder: Path, meta: ArtifactMeta) -> None:
-        path = folder / BASELINE_FILE
-        if not path.is_file():
-            raise ArtifactError(
-                f"{folder}: no {BASELINE_FILE}; train one: dermalens train --config configs/baseline.yaml"
-            )
-        with np.load(path, allow_pickle=False) as data:
-            version = int(data["feature_version"])
-            self.mean, self.scale = data["mean"], data["scale"]
-            self.coef, self.intercept = data["coef"], data["intercept"]
-        if version != FEATURE_VERSION:
-            raise ArtifactError(f"{path}: features v{version}; this dermalens computes v{FEATURE_VERSION}")
-        self.spec = meta.preprocessing
-        self.n_classes = len(meta.classes)
-
-    def features(self, canonical_images: Sequence[np.ndarray]) -> np.ndarray:
-        """Standardised features [N, D] of canonical uint8 images."""
-        raw = (
-            np.stack([image_features(img) for img in canonical_images])
-            if len(canonical_images)
-            else (np.zeros((0, len(FEATURE_NAMES))))
-        )
-        return (raw - self.mean) / self.scale
-
-    def logits(self, standardised: np.ndarray) -> np.ndarray:
-        """[N, C] logits whose softmax is the logistic regression's predict_proba."""
-        return np.asarray(standardised @ self.coef.T + self.intercept)
-
-    def run(self, batch: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Undo the normalisation (exactly, up to rounding) to get the canonical pixels back.
-
-        `metadata` is accepted for the runtime contract and ignored (image features only)."""
-        mean = np.asarray(self.spec.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(self.spec.std, dtype=np.float32).reshape(1, 3, 1, 1)
-        pixels = np.clip(np.rint((batch * std + mean) * 255.0), 0, 255).astype(np.uint8)
-        images = [np.ascontiguousarray(chw.transpose(1, 2, 0)) for chw in pixels]
-        feats = self.features(images)
-        logits = self.logits(feats).astype(np.float32)
-        return {
-            "logits": logits,
-            "features": feats.astype(np.float32),
-            "cam": np.zeros((len(batch), self.n_classes, 1, 1), np.float32),
-        }
 
 
 def full_weights(
@@ -178,7 +123,7 @@ def train_baseline(
     from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
     from dermalens.evaluation.metrics import compute_metrics
     from dermalens.inference.ood import fit_gate
-    from dermalens.inference.predictor import softmax
+    from dermalens.inference.probabilities import softmax
     from dermalens.training.prepare import load_stage_data, split_path, targets_for
 
     cfg = _load_config(config, overrides)

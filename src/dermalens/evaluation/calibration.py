@@ -24,7 +24,7 @@ from scipy.optimize import minimize
 from scipy.special import log_softmax
 
 from dermalens.evaluation.metrics import expected_calibration_error, malignant_truth, operating_point
-from dermalens.inference.predictor import softmax
+from dermalens.inference.probabilities import softmax
 from dermalens.models.artifact import ArtifactMeta, load_meta, writable_copy, write_meta
 from dermalens.taxonomy import BINARY_LABELS, binary_label
 
@@ -105,15 +105,20 @@ def calibrate_artifact(
     target_sensitivity: float = 0.95,
     *,
     source: str = "the validation split",
+    meta: ArtifactMeta | None = None,
 ) -> ArtifactMeta:
     """Fit T and the threshold on validation outputs and store them (and the evidence) in the artifact.
+
+    `meta`: the artifact's metadata when the caller has already opened (and verified) it.
 
     `val_logits` is [N, C] or [V, N, C] (TTA views), rows aligned with `val_labels`
     (dx codes, or benign/malignant). Labels the head cannot score (e.g. ``scc`` for a
     7-class model) are left out of the temperature fit but kept for the threshold.
     """
 
-    folder, meta = load_meta(artifact_path)
+    folder = Path(artifact_path)
+    if meta is None:
+        folder, meta = load_meta(artifact_path)
     views = _views(val_logits)
     if views.shape[1] != len(val_labels) or views.shape[2] != len(meta.classes):
         raise ValueError(
@@ -167,19 +172,23 @@ def calibrate(
     from dermalens.data.readers import load_dataset
     from dermalens.data.splits import Split
     from dermalens.evaluation.outputs import collect_outputs
+    from dermalens.inference.engine import Engine
 
-    folder, _ = load_meta(model)
+    folder, _ = load_meta(model, verify=False)  # only where it is: the engine verifies it, once
     folder = writable_copy(folder, out)
     split = Split.load(Path(split_file))
     ids = split.ids(split_name)
     if not ids:
         raise ValueError(f"{split_file}: split {split_name!r} is empty; names: {split.names()}")
     dataset = load_dataset(data_path, verify=False).subset(ids)
-    outputs = collect_outputs(folder, dataset.records, tta, progress=progress)
+    engine = Engine.load(folder)
+    outputs = collect_outputs(engine, dataset.records, tta, progress=progress)
     by_id = {r.image_id: r.label for r in dataset.records}
     labels = [by_id[i] for i in outputs.image_ids]
     source = f"split {split_name!r} of {Path(split_file).name} ({len(labels)} images)"
-    meta = calibrate_artifact(folder, outputs.logits, labels, target_sensitivity, source=source)
+    meta = calibrate_artifact(
+        folder, outputs.logits, labels, target_sensitivity, source=source, meta=engine.meta
+    )
     summary = dict(meta.metrics["calibration"])
     summary["artifact"] = str(folder)
     summary["skipped"] = [i for i, _ in outputs.failed] + [m for m in dataset.missing if m in ids]

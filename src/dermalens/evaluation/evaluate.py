@@ -32,9 +32,10 @@ from dermalens.evaluation.metrics import (
     one_vs_auc,
     operating_point,
 )
-from dermalens.evaluation.outputs import ArtifactPath, Combined, Outputs, collect_outputs, combine
+from dermalens.evaluation.outputs import ArtifactPath, Combined, Outputs, collect
 from dermalens.evaluation.sources import source_metrics
 from dermalens.evaluation.subgroups import age_band, subgroup_metrics
+from dermalens.inference.engine import Engine
 from dermalens.inference.results import DISCLAIMER
 from dermalens.taxonomy import BENIGN, MALIGNANT_LABEL, to_ham
 
@@ -187,7 +188,7 @@ def _member_info(output: Outputs) -> dict[str, Any]:
 
 
 def evaluate_data(
-    model_paths: Sequence[ArtifactPath],
+    model_paths: Sequence[ArtifactPath] | Engine,
     data: EvalData,
     out_dir: PathLike,
     *,
@@ -200,15 +201,16 @@ def evaluate_data(
     report: bool = True,
     progress: bool = False,
 ) -> EvalRun:
-    """Score already-read records; write the three files into `out_dir`."""
+    """Score already-read records with a loaded engine or artifact paths (one ensemble); write the
+    three files into `out_dir`."""
     if ci_unit not in ("image", "group"):
         raise ValueError(f"ci_unit {ci_unit!r}; valid: image, group")
     started = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = list(model_paths) or [None]
-    members = [collect_outputs(p, data.records, tta, progress=progress) for p in paths]
-    combined = combine(members)
+    engine = model_paths if isinstance(model_paths, Engine) else Engine.load(list(model_paths) or [None])
+    engine_run = collect(engine, data.records, tta, progress=progress)
+    members, combined = engine_run.members, engine_run.combined
     if not combined.image_ids:
         raise ValueError(f"none of the {len(data.records)} images could be read (see the warnings)")
     by_id = {r.image_id: r for r in data.records}
@@ -252,10 +254,21 @@ def evaluate_data(
     metrics["subgroups"] = subgroup_metrics(
         labels, combined.probs, combined.classes, combined.malignant, cut, attributes
     )
+    accepted = ~combined.ood
     metrics["ood"] = {
         "n_flagged": int(combined.ood.sum()),
         "rate": float(combined.ood.mean()),
         "note": "refused images are still scored here, for analysis; the app gives them no verdict",
+        # What a user of the app sees: the figures on the images the gate lets through.
+        "accepted": compute_metrics(
+            [label for label, keep in zip(labels, accepted, strict=True) if keep],
+            combined.probs[accepted],
+            combined.classes,
+            combined.malignant,
+            cut,
+        )
+        if accepted.any()
+        else None,
     }
     metrics["by_source"] = source_metrics(
         [r.source for r in records],

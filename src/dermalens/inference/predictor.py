@@ -1,60 +1,27 @@
 """The predictor: `Classifier.load()` → `predict(...)`, for one model or an ensemble.
 
-Everything comes from the artifact (classes, malignant set, preprocessing,
-temperature, threshold, OOD gate); nothing is re-declared here. The default runtime
-is ONNX Runtime, so this module works with the light `serve` install (no torch).
+A thin layer over the one engine (`inference.engine`): it turns the engine's combined outputs
+into typed `Prediction`s (decision, refusal, heatmap). Everything comes from the artifacts
+(classes, malignant set, preprocessing, temperature, threshold, OOD gate); nothing is
+re-declared here. The default runtime is ONNX Runtime, so this module works with the light
+`serve` install (no torch).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, overload
+from typing import overload
 
 import numpy as np
 from PIL import Image
 
 from dermalens.inference.decode import ImageDecodeError, ImageInput
+from dermalens.inference.engine import Engine, Member
 from dermalens.inference.metadata import MetadataInput, PatientMetadata, per_image
-from dermalens.inference.ood import OodGate, colour_score
-from dermalens.inference.preprocess import Preprocessing, load_canonical_many, normalize
 from dermalens.inference.results import REFUSED, Prediction, PredictionError
-from dermalens.inference.runtime import create_runtime
-from dermalens.inference.tta import tta_views, undo_view
-from dermalens.models.artifact import OOD_FILE, ArtifactError, ArtifactMeta, load_meta
+from dermalens.models.artifact import ArtifactMeta
 from dermalens.taxonomy import BENIGN, MALIGNANT_LABEL
-
-BATCH_SIZE = 32
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    scaled = logits.astype(np.float64) / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-@dataclass
-class _Member:
-    """One model of a (possibly one-member) ensemble."""
-
-    folder: Path
-    meta: ArtifactMeta
-    runtime: Any
-    gate: OodGate | None
-
-    def infer(self, batch: np.ndarray, patients: Sequence[PatientMetadata]) -> dict[str, np.ndarray]:
-        encoding = self.meta.encoding
-        vectors = encoding.encode(patients) if encoding else None
-        out: dict[str, np.ndarray] = {}
-        for start in range(0, len(batch), BATCH_SIZE):
-            stop = start + BATCH_SIZE
-            result = self.runtime.run(batch[start:stop], None if vectors is None else vectors[start:stop])
-            for key, value in result.items():
-                out[key] = value if key not in out else np.concatenate([out[key], value])
-        return out
 
 
 def _source_name(item: ImageInput) -> str:
@@ -74,15 +41,8 @@ def _normalise_cam(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class Classifier:
     """Predicts malignancy, diagnosis, heatmap and OOD flag for dermoscopy images."""
 
-    def __init__(self, members: list[_Member], tta: int = 1) -> None:
-        classes = members[0].meta.classes
-        for member in members[1:]:
-            if member.meta.classes != classes:
-                raise ArtifactError(
-                    f"ensemble members disagree on classes: {member.meta.classes} vs {classes}"
-                )
-        self.members = members
-        self.tta = tta
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     @classmethod
     def load(
@@ -95,13 +55,15 @@ class Classifier:
         verify: bool = True,
     ) -> Classifier:
         """Load an artifact (None = the bundled model) or, given several paths, an ensemble."""
-        paths = list(path) if isinstance(path, list | tuple) else [path]
-        members = []
-        for one in paths:
-            folder, meta = load_meta(one, verify=verify)  # type: ignore[arg-type]
-            gate = OodGate.load(folder / OOD_FILE) if (folder / OOD_FILE).is_file() else None
-            members.append(_Member(folder, meta, create_runtime(folder, meta, runtime, threads), gate))
-        return cls(members, tta)
+        return cls(Engine.load(path, runtime=runtime, tta=tta, threads=threads, verify=verify))
+
+    @property
+    def members(self) -> list[Member]:
+        return self.engine.members
+
+    @property
+    def tta(self) -> int:
+        return self.engine.tta
 
     @property
     def meta(self) -> ArtifactMeta:
@@ -184,78 +146,28 @@ class Classifier:
         keep_image: bool,
         patients: list[PatientMetadata],
     ) -> list[Prediction | PredictionError]:
-        spec = self.meta.preprocessing
+        run = self.engine.run(images, patients, tta=tta, heatmap=heatmap, keep_canonical=keep_image)
         results: list[Prediction | PredictionError | None] = [None] * len(images)
-        canon: dict[int, np.ndarray] = {}
-        for index, (item, loaded) in enumerate(zip(images, load_canonical_many(images, spec), strict=True)):
-            if isinstance(loaded, ImageDecodeError):
-                results[index] = PredictionError(_source_name(item), str(loaded), loaded.kind)
-            else:
-                canon[index] = loaded
-        if canon:
-            order = list(canon)
-            preds = self._run(
-                [canon[i] for i in order],
-                [patients[i] for i in order],
-                spec,
-                heatmap,
-                threshold,
-                tta or self.tta,
-            )
-            for i, pred in zip(order, preds, strict=True):
-                pred.source = _source_name(images[i])
-                pred.metadata = patients[i] if self.uses_metadata else None
-                pred.image = canon[i] if keep_image else None
-                results[i] = pred
-        return [r for r in results if r is not None]
-
-    def _run(
-        self,
-        canon: list[np.ndarray],
-        patients: list[PatientMetadata],
-        spec: Preprocessing,
-        heatmap: bool,
-        threshold: float | None,
-        tta: int,
-    ) -> list[Prediction]:
-        n = len(canon)
-        probs = np.zeros((n, len(self.classes)))
-        ood = np.zeros(n)
-        maps: list[list[np.ndarray]] = [[] for _ in range(n)]
-        colours = [colour_score(c) for c in canon] if any(m.gate is not None for m in self.members) else []
-        for member in self.members:
-            views = [tta_views(normalize(c, member.meta.preprocessing), tta) for c in canon]
-            for view_index in range(tta):
-                batch = np.stack([v[view_index] for v in views])
-                out = member.infer(batch, patients)
-                probs += softmax(out["logits"], member.meta.temperature)
-                if member.gate is not None and view_index == 0:
-                    ood = np.maximum(
-                        ood, member.gate.score(out["features"], colours, out.get("level_features"))
-                    )
-                if heatmap and member is self.members[0]:
-                    for j in range(n):
-                        maps[j].append(undo_view(out["cam"][j], view_index))
-        probs /= tta * len(self.members)
+        for index, error in run.errors:
+            results[index] = PredictionError(_source_name(images[index]), str(error), error.kind)
+        combined = run.combined
         cut = self.threshold if threshold is None else threshold
-        malignant = self.meta.malignant_indices
-        results = []
-        for j in range(n):
-            p_mal = float(probs[j, malignant].sum())
-            top = int(np.argmax(probs[j]))
-            cam = None
-            if heatmap and maps[j]:
-                cam = _normalise_cam(np.mean([m[top] for m in maps[j]], axis=0), spec.input_size)
-            results.append(
-                Prediction(
-                    probabilities={c: float(p) for c, p in zip(self.classes, probs[j], strict=True)},
-                    p_malignant=p_mal,
-                    prediction=self.classes[top],
-                    decision=REFUSED if ood[j] > 1.0 else (MALIGNANT_LABEL if p_mal >= cut else BENIGN),
-                    threshold=cut,
-                    ood=bool(ood[j] > 1.0),
-                    ood_score=float(ood[j]),
-                    heatmap=cam,
-                )
+        size = self.meta.preprocessing.input_size
+        for j, index in enumerate(run.rows):
+            p_mal = float(combined.p_malignant[j])
+            refused = bool(combined.ood[j])
+            cam = run.cams[j] if heatmap else None
+            results[index] = Prediction(
+                probabilities={c: float(p) for c, p in zip(self.classes, combined.probs[j], strict=True)},
+                p_malignant=p_mal,
+                prediction=self.classes[int(np.argmax(combined.probs[j]))],
+                decision=REFUSED if refused else (MALIGNANT_LABEL if p_mal >= cut else BENIGN),
+                threshold=cut,
+                ood=refused,
+                ood_score=float(combined.ood_score[j]),
+                source=_source_name(images[index]),
+                metadata=patients[index] if self.uses_metadata else None,
+                heatmap=None if cam is None else _normalise_cam(cam, size),
+                image=run.canonical[j] if keep_image else None,
             )
-        return results
+        return [r for r in results if r is not None]

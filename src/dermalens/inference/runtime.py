@@ -106,7 +106,7 @@ def create_runtime(
 ) -> Any:
     """Open the artifact's network with the named runtime; errors list the valid names."""
     if meta.architecture.startswith("baseline"):  # classical baseline: plain arrays, no network
-        from dermalens.evaluation.baseline import BaselineRuntime
+        from dermalens.inference.baseline import BaselineRuntime
 
         return BaselineRuntime(folder, meta)
     if runtime == "onnx":

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from dermalens.data.records import Record
 from dermalens.inference.ood import fit_gate
-from dermalens.inference.predictor import softmax
+from dermalens.inference.probabilities import softmax
 from dermalens.models.artifact import ArtifactMeta
 from dermalens.models.build import save_artifact
 from dermalens.training.config import TrainConfig

@@ -18,6 +18,7 @@ from dermalens.data.readers import load_dataset
 from dermalens.data.records import Record
 from dermalens.data.splits import Split
 from dermalens.evaluation.outputs import collect_outputs
+from dermalens.inference.engine import Engine
 from dermalens.inference.ood import OodGate, fit_gate
 from dermalens.models.artifact import ONNX_FILE, OOD_FILE, WEIGHTS_FILE, load_meta, writable_copy, write_meta
 from dermalens.models.build import save_gate
@@ -50,16 +51,17 @@ def refit_gate(
     """Re-export `artifact`'s ONNX graph from its weights (not for INT8 artifacts, whose graph is
     kept), refit its gate on the split's train images (threshold on its val images) and write both,
     into `out` (a new copy) or in place."""
-    folder, meta = load_meta(artifact)
+    folder, meta = load_meta(artifact, verify=False)  # the engine below verifies the copy, once
     target = writable_copy(folder, out)
     if not meta.training.get("quantized"):  # an INT8 graph is kept: its gate is fitted on its own outputs
         model = build_from_meta(meta, folder / WEIGHTS_FILE)
         export_onnx(model, target / ONNX_FILE, meta.preprocessing.input_size)
     (target / OOD_FILE).unlink(missing_ok=True)  # the old gate may not read the new outputs
-    write_meta(target, meta)  # new hashes: collect_outputs verifies the artifact it opens
+    write_meta(target, meta)  # new hashes: the engine verifies the artifact it opens
     parts = _split_records(data, split_file, meta.classes)
-    train = collect_outputs(target, parts["train"], progress=progress)
-    val = collect_outputs(target, parts["val"], progress=progress)
+    engine = Engine.load(target)
+    train = collect_outputs(engine, parts["train"], progress=progress)
+    val = collect_outputs(engine, parts["val"], progress=progress)
     if train.features is None or val.features is None:
         raise ValueError(f"{target}: the network gives no pooled features to fit a gate on")
     label_of = {r.image_id: meta.classes.index(r.label) for r in parts["train"]}

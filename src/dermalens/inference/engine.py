@@ -1,0 +1,335 @@
+"""The one engine: the only code path from images to calibrated probabilities, gate scores,
+embeddings and heatmaps.
+
+    decode (once per image) → each member's canonical view (its own preprocessing) → normalise →
+    TTA views → runtime → temperature softmax → mean over views and members → OOD gate → CAM
+
+The Python API (`Classifier`), the CLI, the server and every evaluation command (evaluate,
+compare, calibrate, refit-gate, quantize) call `Engine.run`; none has a loop of its own. An
+artifact is opened and verified once (`Engine.load`); a command that needs a model twice is
+handed the loaded engine. Every member of an ensemble reads the image with its *own*
+preprocessing (input size, working size, colour constancy), so models trained differently can be
+averaged. Nothing here imports torch, evaluation or training.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermalens.inference.decode import ImageDecodeError, ImageInput, decode_image
+from dermalens.inference.metadata import PatientMetadata
+from dermalens.inference.ood import OodGate, colour_score
+from dermalens.inference.preprocess import Preprocessing, canonical, normalize
+from dermalens.inference.probabilities import view_probabilities
+from dermalens.inference.runtime import create_runtime
+from dermalens.inference.tta import tta_views, undo_view
+from dermalens.models.artifact import OOD_FILE, ArtifactError, ArtifactMeta, load_meta
+
+ArtifactPath = str | os.PathLike[str] | None
+#: Images run through the network per runtime call.
+BATCH_SIZE = 32
+
+
+@dataclass
+class Member:
+    """One opened, verified artifact of a (possibly one-member) ensemble."""
+
+    folder: Path
+    meta: ArtifactMeta
+    runtime: Any
+    gate: OodGate | None
+
+    @classmethod
+    def open(
+        cls, artifact: ArtifactPath, runtime: str = "onnx", threads: int | None = None, verify: bool = True
+    ) -> Member:
+        folder, meta = load_meta(artifact, verify=verify)
+        gate = OodGate.load(folder / OOD_FILE) if (folder / OOD_FILE).is_file() else None
+        return cls(folder, meta, create_runtime(folder, meta, runtime, threads), gate)
+
+    def infer(self, batch: np.ndarray, patients: Sequence[PatientMetadata]) -> dict[str, np.ndarray]:
+        """Runtime outputs for a normalised batch, in runtime-sized pieces."""
+        encoding = self.meta.encoding
+        vectors = encoding.encode(patients) if encoding else None
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(batch), BATCH_SIZE):
+            stop = start + BATCH_SIZE
+            result = self.runtime.run(batch[start:stop], None if vectors is None else vectors[start:stop])
+            for key, value in result.items():
+                parts.setdefault(key, []).append(np.asarray(value))
+        return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+@dataclass
+class Outputs:
+    """One member's raw outputs on the images that could be read (rows in input order)."""
+
+    folder: Path
+    meta: ArtifactMeta
+    image_ids: list[str]
+    #: [V, N, C]: one slice of raw logits per TTA view (V = 1 without TTA).
+    logits: np.ndarray
+    #: [N, D] pooled embedding of the first view (what the OOD gate scores), or None.
+    features: np.ndarray | None
+    #: [N] OOD score of the member's gate (0 where it has none); > 1 means out of distribution.
+    ood_score: np.ndarray
+    #: (image id, reason) for inputs that failed to decode.
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    #: [N, Dl] pooled mid-level features of the first view (the gate's second input), or None.
+    level_features: np.ndarray | None = None
+
+    def probabilities(self, temperature: float | None = None) -> np.ndarray:
+        """[N, C] mean over views of softmax(logits / T); T defaults to the artifact's."""
+        return view_probabilities(self.logits, self.meta.temperature if temperature is None else temperature)
+
+
+@dataclass
+class Combined:
+    """An ensemble's result: members' calibrated probabilities averaged, gate scores maximised."""
+
+    image_ids: list[str]
+    classes: list[str]
+    malignant: list[str]
+    probs: np.ndarray  # [N, C], calibrated
+    p_malignant: np.ndarray  # [N]
+    ood_score: np.ndarray  # [N]
+    threshold: float  # the members' mean operating threshold
+
+    @property
+    def prediction(self) -> list[str]:
+        return [self.classes[i] for i in self.probs.argmax(axis=1)]
+
+    @property
+    def ood(self) -> np.ndarray:
+        return self.ood_score > 1.0
+
+
+def combine(members: Sequence[Outputs]) -> Combined:
+    """Average calibrated probabilities over members (on the images every member could read); the
+    OOD score is the largest member's (any member that refuses an image refuses it)."""
+    first = members[0]
+    _check_classes([m.meta for m in members])
+    common = set(first.image_ids).intersection(*(m.image_ids for m in members[1:]))
+    ids = [i for i in first.image_ids if i in common]
+    probs = np.zeros((len(ids), len(first.meta.classes)))
+    ood = np.zeros(len(ids))
+    for member in members:
+        index = {image_id: k for k, image_id in enumerate(member.image_ids)}
+        rows = [index[i] for i in ids]
+        probs += member.probabilities()[rows]
+        ood = np.maximum(ood, member.ood_score[rows])
+    probs /= len(members)
+    return Combined(
+        image_ids=ids,
+        classes=list(first.meta.classes),
+        malignant=list(first.meta.malignant),
+        probs=probs,
+        p_malignant=probs[:, first.meta.malignant_indices].sum(axis=1),
+        ood_score=ood,
+        threshold=float(np.mean([m.meta.threshold for m in members])),
+    )
+
+
+@dataclass
+class EngineRun:
+    """What `Engine.run` returns for a list of inputs."""
+
+    #: Per member, in member order.
+    members: list[Outputs]
+    combined: Combined
+    #: Input index of each combined row.
+    rows: list[int]
+    #: (input index, error) of inputs that could not be decoded.
+    errors: list[tuple[int, ImageDecodeError]]
+    #: Per combined row: the first member's canonical image (what the model saw), when kept.
+    canonical: list[np.ndarray] = field(default_factory=list)
+    #: Per combined row: the first member's CAM of the top class, [h, w] at its input size, or None.
+    cams: list[np.ndarray | None] = field(default_factory=list)
+
+
+def _check_classes(metas: Sequence[ArtifactMeta]) -> None:
+    for meta in metas[1:]:
+        if meta.classes != metas[0].classes:
+            raise ArtifactError(f"ensemble members disagree on classes: {meta.classes} vs {metas[0].classes}")
+
+
+class Engine:
+    """Opened ensemble members and a default TTA count; `run` is the only inference loop."""
+
+    def __init__(self, members: list[Member], tta: int = 1) -> None:
+        if not members:
+            raise ValueError("an engine needs at least one model")
+        _check_classes([m.meta for m in members])
+        self.members = members
+        self.tta = tta
+
+    @classmethod
+    def load(
+        cls,
+        path: ArtifactPath | Sequence[ArtifactPath] = None,
+        *,
+        runtime: str = "onnx",
+        tta: int = 1,
+        threads: int | None = None,
+        verify: bool = True,
+    ) -> Engine:
+        """Open and verify each artifact once (None = the bundled model; several = an ensemble)."""
+        paths: list[ArtifactPath] = list(path) if isinstance(path, list | tuple) else [path]  # type: ignore[list-item]
+        return cls([Member.open(p, runtime, threads, verify) for p in paths], tta)
+
+    @property
+    def meta(self) -> ArtifactMeta:
+        return self.members[0].meta
+
+    def decode_size(self) -> tuple[int, int]:
+        """JPEG draft-mode floor: never decode below any member's input size."""
+        sizes = [m.meta.preprocessing.input_size for m in self.members]
+        return max(s[0] for s in sizes), max(s[1] for s in sizes)
+
+    def run(
+        self,
+        images: Sequence[ImageInput],
+        patients: Sequence[PatientMetadata] | None = None,
+        *,
+        tta: int | None = None,
+        heatmap: bool = False,
+        keep_canonical: bool = False,
+        ids: Sequence[str] | None = None,
+        workers: int | None = None,
+        on_done: Callable[[int], None] | None = None,
+    ) -> EngineRun:
+        """Every member's outputs, combined, for `images` (an unreadable input is listed, not fatal).
+
+        Inputs are processed in chunks of `CHUNK` (memory stays bounded for a whole test split).
+        `ids` names the inputs in `Outputs.image_ids` (default: their index); `on_done` is told
+        how many inputs each chunk held (progress bars)."""
+        views_n = tta or self.tta
+        patients = list(patients) if patients is not None else [PatientMetadata()] * len(images)
+        names = [str(i) for i in range(len(images))] if ids is None else list(ids)
+        rows: list[int] = []
+        errors: list[tuple[int, ImageDecodeError]] = []
+        kept: list[np.ndarray] = []
+        cam_views: list[list[np.ndarray]] = []
+        parts: list[list[dict[str, Any]]] = [[] for _ in self.members]
+        specs = [m.meta.preprocessing for m in self.members]
+        for start in range(0, len(images), CHUNK):
+            chunk = range(start, min(start + CHUNK, len(images)))
+            prepared = _prepare_many([images[k] for k in chunk], specs, self.decode_size(), workers)
+            good = [k for k, p in zip(chunk, prepared, strict=True) if not isinstance(p, ImageDecodeError)]
+            errors += [
+                (k, p) for k, p in zip(chunk, prepared, strict=True) if isinstance(p, ImageDecodeError)
+            ]
+            views_by_member = [
+                [p[m] for p in prepared if not isinstance(p, ImageDecodeError)] for m in range(len(specs))
+            ]
+            chunk_cams: list[list[np.ndarray]] = [[] for _ in good]
+            for m, member in enumerate(self.members):
+                parts[m].append(
+                    self._infer_member(
+                        member,
+                        views_by_member[m],
+                        [patients[k] for k in good],
+                        views_n,
+                        chunk_cams if heatmap and m == 0 else None,
+                    )
+                )
+            if keep_canonical:
+                kept += views_by_member[0]
+            rows += good
+            cam_views += chunk_cams
+            if on_done is not None:
+                on_done(len(chunk))
+        failed = [(names[k], str(err)) for k, err in errors]
+        outputs = [
+            _merge(member, part, [names[k] for k in rows], failed, views_n)
+            for member, part in zip(self.members, parts, strict=True)
+        ]
+        combined = combine(outputs)
+        cams: list[np.ndarray | None] = [None] * len(rows)
+        if heatmap:
+            top = combined.probs.argmax(axis=1)
+            cams = [
+                np.mean([v[top[j]] for v in maps], axis=0) if maps else None
+                for j, maps in enumerate(cam_views)
+            ]
+        return EngineRun(outputs, combined, rows, errors, kept, cams)
+
+    @staticmethod
+    def _infer_member(
+        member: Member,
+        canon: list[np.ndarray],
+        patients: list[PatientMetadata],
+        views_n: int,
+        cam_views: list[list[np.ndarray]] | None,
+    ) -> dict[str, Any]:
+        """One member on one chunk of canonical images: logits per view, first-view features, gate score."""
+        spec = member.meta.preprocessing
+        logits = np.zeros((views_n, len(canon), len(member.meta.classes)), np.float32)
+        result: dict[str, Any] = {"logits": logits, "ood": np.zeros(len(canon))}
+        if not canon:
+            return result
+        views = [tta_views(normalize(c, spec), views_n) for c in canon]
+        for v in range(views_n):
+            out = member.infer(np.stack([x[v] for x in views]), patients)
+            logits[v] = out["logits"]
+            if v == 0:
+                result["features"] = out.get("features")
+                result["level_features"] = out.get("level_features")
+                if member.gate is not None and out.get("features") is not None:
+                    colours = [colour_score(c) for c in canon]
+                    result["ood"] = member.gate.score(out["features"], colours, out.get("level_features"))
+            if cam_views is not None and "cam" in out:
+                for j in range(len(canon)):
+                    cam_views[j].append(undo_view(out["cam"][j], v))
+        return result
+
+
+#: Inputs decoded and run per chunk: bounds memory (HAM10000's test split at once is ~350 MB).
+CHUNK = 64
+
+
+def _merge(
+    member: Member, parts: list[dict[str, Any]], names: list[str], failed: list[tuple[str, str]], views_n: int
+) -> Outputs:
+    def cat(key: str, axis: int = 0) -> np.ndarray | None:
+        values = [p[key] for p in parts if p.get(key) is not None and len(p[key])]
+        return np.concatenate(values, axis=axis).astype(np.float32) if values else None
+
+    logits = cat("logits", axis=1)
+    if logits is None:
+        logits = np.zeros((views_n, 0, len(member.meta.classes)), np.float32)
+    ood = np.concatenate([np.asarray(p["ood"], np.float64) for p in parts]) if parts else np.zeros(0)
+    return Outputs(
+        member.folder, member.meta, names, logits, cat("features"), ood, list(failed), cat("level_features")
+    )
+
+
+def _prepare_many(
+    sources: Sequence[ImageInput],
+    specs: Sequence[Preprocessing],
+    min_size: tuple[int, int],
+    workers: int | None,
+) -> list[list[np.ndarray] | ImageDecodeError]:
+    """Decode each input once (JPEG draft mode, never below `min_size`) and make each member's
+    canonical view of it, in threads: PIL decodes and resizes without holding the GIL, so they
+    overlap on a multi-core CPU. An unreadable input yields its error in place."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(source: ImageInput) -> list[np.ndarray] | ImageDecodeError:
+        try:
+            rgb = decode_image(source, min_size=min_size)
+        except ImageDecodeError as err:
+            return err
+        return [canonical(rgb, spec) for spec in specs]
+
+    count = min(len(sources), workers or os.cpu_count() or 1)
+    if count < 2:
+        return [one(source) for source in sources]
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, sources))

@@ -1,0 +1,76 @@
+"""The one engine: an ensemble of two *different* members, and parity of the API with `evaluate`."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import lesion_like, save_image
+from dermalens.inference.engine import Engine
+from dermalens.inference.predictor import Classifier
+from dermalens.taxonomy import DX_CODES
+
+
+def _probs(results) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.array([[r.probabilities[c] for c in DX_CODES] for r in results])
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    return [lesion_like(200 + i, (160, 120)) for i in range(6)]
+
+
+@pytest.mark.parametrize("tta", [1, 8])
+def test_ensemble_averages_members_each_with_its_own_preprocessing(
+    tiny_artifact: Path, tiny_artifact_other: Path, images: list[np.ndarray], tta: int
+) -> None:
+    a = Classifier.load(tiny_artifact, tta=tta).predict(list(images))
+    b = Classifier.load(tiny_artifact_other, tta=tta).predict(list(images))
+    both = Classifier.load([tiny_artifact, tiny_artifact_other], tta=tta).predict(list(images))
+    assert not np.allclose(_probs(a), _probs(b), atol=1e-3)  # genuinely different members
+    assert np.allclose(_probs(both), (_probs(a) + _probs(b)) / 2, atol=1e-6)
+    assert [r.ood_score for r in both] == pytest.approx(
+        [max(x.ood_score, y.ood_score) for x, y in zip(a, b, strict=True)]
+    )
+    for r in both:
+        assert r.p_malignant == pytest.approx(sum(r.probabilities[c] for c in ("akiec", "bcc", "mel")))
+
+
+def test_engine_keeps_unreadable_inputs_in_place_and_decodes_once(tiny_artifact, tiny_artifact_other, images):
+    engine = Engine.load([tiny_artifact, tiny_artifact_other])
+    assert engine.decode_size() == (80, 60)
+    run = engine.run([images[0], b"not an image", images[1]], ids=["a", "bad", "b"])
+    assert run.rows == [0, 2] and [k for k, _ in run.errors] == [1]
+    assert [m.image_ids for m in run.members] == [["a", "b"], ["a", "b"]]
+    assert run.members[0].failed[0][0] == "bad"
+    assert run.members[0].logits.shape == (1, 2, 7) and run.members[1].features is not None
+
+
+@pytest.mark.parametrize("tta", [1, 8])
+def test_api_and_evaluate_agree_for_a_two_member_ensemble(
+    tiny_artifact: Path, tiny_artifact_other: Path, images: list[np.ndarray], tmp_path: Path, tta: int
+) -> None:
+    from dermalens.evaluation.evaluate import evaluate
+
+    rows = ["path,label,group"]
+    for i, image in enumerate(images):
+        save_image(tmp_path / "data" / f"{i}.png", image, "PNG")
+        rows.append(f"{i}.png,{DX_CODES[i % 7]},g{i}")
+    (tmp_path / "data" / "labels.csv").write_text("\n".join(rows) + "\n")
+    members = [tiny_artifact, tiny_artifact_other]
+    evaluate(members, tmp_path / "data", tmp_path / "out", tta, n_boot=10, report=False)
+    with open(tmp_path / "out" / "predictions.csv", newline="", encoding="utf-8") as handle:
+        written = {r["image"]: r for r in csv.DictReader(handle)}
+    api = Classifier.load(members, tta=tta).predict(
+        [tmp_path / "data" / f"{i}.png" for i in range(len(images))]
+    )
+    for i, result in enumerate(api):
+        row = written[f"{i}.png"]
+        assert float(row["p_malignant"]) == pytest.approx(result.p_malignant, abs=1e-9)
+        assert float(row["ood_score"]) == pytest.approx(result.ood_score, abs=1e-9)
+        assert [float(row[f"p_{c}"]) for c in DX_CODES] == pytest.approx(
+            list(result.probabilities.values()), abs=1e-9
+        )
