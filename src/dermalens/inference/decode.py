@@ -102,21 +102,34 @@ def decode_image(source: ImageInput, *, min_size: tuple[int, int] | None = None)
     smallest 1/2, 1/4 or 1/8 scale that is still at least that size.
     Raises `ImageDecodeError` with a user-readable message.
     """
+    return decode_with_size(source, min_size=min_size)[0]
+
+
+def decode_with_size(
+    source: ImageInput, *, min_size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """`decode_image`, plus the image's full upright (width, height) before any draft-mode
+    reduction: what the server reports for an upload, from the one decode it makes."""
     if isinstance(source, np.ndarray):
-        return _array_to_rgb(source)
+        rgb = _array_to_rgb(source)
+        return rgb, (rgb.shape[1], rgb.shape[0])
     if isinstance(source, Image.Image):
-        return np.asarray(_to_rgb(ImageOps.exif_transpose(source) or source))
+        rgb = np.asarray(_to_rgb(ImageOps.exif_transpose(source) or source))
+        return rgb, (rgb.shape[1], rgb.shape[0])
     image = _open(source)
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
+        width, height = image.size
+        if image.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF says: shown turned by 90°
+            width, height = height, width
         if min_size is not None and image.format == "JPEG":
             # EXIF rotation by 90° swaps axes: ask for the larger side in both directions.
             side = max(min_size)
             image.draft("RGB", (side, side))
         image.load()
         image = ImageOps.exif_transpose(image) or image
-        return np.asarray(_to_rgb(image))
+        return np.asarray(_to_rgb(image)), (width, height)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as err:

@@ -24,6 +24,7 @@ from dermalens.inference.predictor import Classifier
 from dermalens.server import errors
 from dermalens.server.batcher import InferenceService
 from dermalens.server.log import PredictionLog
+from dermalens.server.modelcard import model_card
 from dermalens.server.routes import history, model, pages, predict
 from dermalens.server.settings import ServerSettings
 from dermalens.server.state import ServerState
@@ -58,7 +59,16 @@ def _load(settings: ServerSettings, classifier: Classifier | None) -> ServerStat
     classifier = classifier or Classifier.load(settings.model_arg(), tta=settings.tta)
     prediction_log = PredictionLog(settings.log_db) if settings.log_db is not None else None
     service = InferenceService(classifier, settings.max_batch, settings.workers)
-    return ServerState(settings, classifier, service, prediction_log, time.time())
+    meta = classifier.meta
+    block = {
+        "model_id": meta.model_id,
+        "name": meta.name,
+        "version": meta.version,
+        "architecture": meta.architecture,
+        "members": len(classifier.members),
+    }
+    card = model_card(classifier, settings)
+    return ServerState(settings, classifier, service, prediction_log, time.time(), card, block)
 
 
 def create_app(settings: ServerSettings | None = None, classifier: Classifier | None = None) -> FastAPI:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import anyio.to_thread
 
+from dermalens.inference.decode import ImageInput
 from dermalens.inference.metadata import PatientMetadata, per_image
 from dermalens.inference.predictor import Classifier
 from dermalens.inference.results import Prediction, PredictionError
@@ -38,7 +39,7 @@ class Options:
 
 @dataclass
 class _Job:
-    images: Sequence[bytes]
+    images: Sequence[ImageInput]
     options: Options
     future: asyncio.Future[list[Result]] = field(repr=False)
     #: One entry per image, parallel to `images`.
@@ -75,7 +76,7 @@ class InferenceService:
 
     async def predict(
         self,
-        images: Sequence[bytes],
+        images: Sequence[ImageInput],
         options: Options,
         metadata: PatientMetadata | Sequence[PatientMetadata] | None = None,
     ) -> list[Result]:
@@ -128,7 +129,7 @@ class InferenceService:
                 job.future.set_result(part)
 
     def _predict(
-        self, images: list[bytes], patients: list[PatientMetadata], options: Options
+        self, images: list[ImageInput], patients: list[PatientMetadata], options: Options
     ) -> list[Result]:
         """The predictor's results. It reports unreadable images itself; should it raise instead
         (a decoder bug on some odd file), the batch is redone image by image so that only the
@@ -147,7 +148,7 @@ class InferenceService:
         return results
 
     def _predict_batch(
-        self, images: list[bytes], patients: list[PatientMetadata], options: Options
+        self, images: list[ImageInput], patients: list[PatientMetadata], options: Options
     ) -> list[Result]:
         return self.classifier.predict(
             list(images),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
@@ -21,6 +22,10 @@ class ServerState:
     service: InferenceService
     log: PredictionLog | None
     started: float
+    #: The model card (`GET /model`, About page), built once at start-up: it cannot change while serving.
+    card: dict[str, Any] = field(default_factory=dict)
+    #: The model block of every predict response, less its per-request ``tta``.
+    model_block: dict[str, Any] = field(default_factory=dict)
 
 
 def get_state(request: Request) -> ServerState:

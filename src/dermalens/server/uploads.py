@@ -12,17 +12,16 @@ page sends one image per request, so one bad file spoils only its own card.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from fastapi import Request
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from dermalens.inference.decode import ACCEPTED_HELP
+from dermalens.inference.decode import ACCEPTED_HELP, ImageDecodeError, decode_with_size
 from dermalens.inference.metadata import MAX_AGE, METADATA_FIELDS, PatientMetadata
 from dermalens.server.errors import ApiError
 from dermalens.server.sniff import sniff, unsupported_message
@@ -67,6 +66,11 @@ class Upload:
     sha256: str = ""
     width: int | None = None
     height: int | None = None
+    #: The format sniffed from the content (JPEG, PNG...), set by `check_content`: sniffed once.
+    format: str | None = None
+    #: The decoded pixels (the one decode of this upload, at the model's draft size), or the error.
+    pixels: np.ndarray | None = field(default=None, repr=False)
+    error: ImageDecodeError | None = None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -219,22 +223,24 @@ def check_content(uploads: list[Upload]) -> None:
                     upload.filename, "empty", f"{upload.filename}: empty file (0 bytes); send {ACCEPTED_HELP}"
                 )
             )
-        elif sniff(upload.data) is None:
-            errors.append(
-                file_error(upload.filename, "unsupported", unsupported_message(upload.filename, upload.data))
-            )
+        else:
+            upload.format = sniff(upload.data)
+            if upload.format is None:
+                errors.append(
+                    file_error(
+                        upload.filename, "unsupported", unsupported_message(upload.filename, upload.data)
+                    )
+                )
     if errors:
         raise files_failed(errors)
 
 
-def inspect(uploads: list[Upload]) -> None:
-    """SHA-256 and, from the header only, the upright pixel size (run in a thread: hashing takes time)."""
+def inspect(uploads: list[Upload], min_size: tuple[int, int]) -> None:
+    """SHA-256 and the one decode of each upload (JPEG draft mode, never below `min_size`), with its
+    full upright pixel size; a decode error is kept on the upload (run in a thread)."""
     for upload in uploads:
         upload.sha256 = hashlib.sha256(upload.data).hexdigest()
-        try:  # (no warnings.catch_warnings: it is not thread-safe)
-            with Image.open(io.BytesIO(upload.data)) as image:
-                upload.width, upload.height = image.size
-                if image.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF says: shown turned by 90°
-                    upload.width, upload.height = upload.height, upload.width
-        except Exception:  # the decoder gives the real verdict; here the size is only nice to have
-            upload.width = upload.height = None
+        try:
+            upload.pixels, (upload.width, upload.height) = decode_with_size(upload.data, min_size=min_size)
+        except ImageDecodeError as err:
+            upload.error = err

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from dermalens import __version__
-from dermalens.server.modelcard import model_card
 from dermalens.server.schemas import Health, ModelCard
 from dermalens.server.state import get_state
 
@@ -20,7 +19,7 @@ router = APIRouter(tags=["model"])
 )
 async def get_model(request: Request) -> dict[str, Any]:
     state = get_state(request)
-    return model_card(state.classifier, state.settings)
+    return state.card
 
 
 @router.get("/health", response_model=Health, summary="Liveness: the model is loaded and requests are served")

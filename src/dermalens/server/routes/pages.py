@@ -19,7 +19,7 @@ from dermalens.inference.decode import ACCEPTED_HELP
 from dermalens.inference.results import DISCLAIMER
 from dermalens.server.errors import ApiError
 from dermalens.server.i18n import COOKIE, Translator, choose_language, language_names, translations
-from dermalens.server.modelcard import model_card, per_class_tables, scalar_rows
+from dermalens.server.modelcard import per_class_tables, scalar_rows
 from dermalens.server.settings import LANGUAGES
 from dermalens.server.state import get_state
 
@@ -37,7 +37,7 @@ def _render(request: Request, template: str, page: str, **context: Any) -> HTMLR
     lang = choose_language(
         request.query_params.get("lang"), request.cookies.get(COOKIE), request.headers.get("accept-language")
     )
-    card = model_card(state.classifier, state.settings)
+    card = state.card
     page_data = {
         "page": page,
         "lang": lang,
@@ -81,7 +81,7 @@ async def predict_page(request: Request) -> HTMLResponse:
 
 @router.get("/about", response_class=HTMLResponse)
 async def about_page(request: Request) -> HTMLResponse:
-    card = model_card(get_state(request).classifier, get_state(request).settings)
+    card = get_state(request).card
     return _render(
         request,
         "about.html",

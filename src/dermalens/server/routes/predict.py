@@ -9,7 +9,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Request
 
-from dermalens.inference.decode import ACCEPTED_HELP
+from dermalens.inference.decode import ACCEPTED_HELP, ImageDecodeError
 from dermalens.inference.metadata import SEX_SPELLINGS
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
 from dermalens.server.batcher import Options, Result
@@ -17,7 +17,6 @@ from dermalens.server.errors import ApiError
 from dermalens.server.log import LogRow
 from dermalens.server.render import result_dict
 from dermalens.server.schemas import ErrorResponse, PredictResponse
-from dermalens.server.sniff import sniff
 from dermalens.server.state import ServerState, get_state
 from dermalens.server.storage import store_image
 from dermalens.server.uploads import (
@@ -78,46 +77,43 @@ async def predict(request: Request) -> dict[str, Any]:
     state = get_state(request)
     uploads, options, patient = await read_predict_request(request, state.settings.max_files)
     check_content(uploads)
-    await anyio.to_thread.run_sync(inspect, uploads)
+    await anyio.to_thread.run_sync(inspect, uploads, state.classifier.engine.decode_size())
+    bad = [_decode_error(u, u.error) for u in uploads if u.error is not None]
+    if bad:
+        raise files_failed(bad)
     tta = options.tta or state.classifier.tta
     # Patient metadata applies to every file of the request; image-only models ignore it.
     results = await state.service.predict(
-        [u.data for u in uploads],
+        [u.pixels for u in uploads if u.pixels is not None],
         Options(tta=tta, heatmap=options.heatmap, threshold=options.threshold),
         [patient] * len(uploads),
     )
     bad = [
-        _decode_error(u, r) for u, r in zip(uploads, results, strict=True) if isinstance(r, PredictionError)
+        _decode_error(u, ImageDecodeError(r.error, r.kind))
+        for u, r in zip(uploads, results, strict=True)
+        if isinstance(r, PredictionError)
     ]
     if bad:
         raise files_failed(bad)
     request_id = uuid.uuid4().hex
     items = await anyio.to_thread.run_sync(_finish, state, uploads, results, options.heatmap, request_id)
-    meta = state.classifier.meta
     return {
         "results": items,
-        "model": {
-            "model_id": meta.model_id,
-            "name": meta.name,
-            "version": meta.version,
-            "architecture": meta.architecture,
-            "members": len(state.classifier.members),
-            "tta": tta,
-        },
+        "model": {**state.model_block, "tta": tta},
         "disclaimer": DISCLAIMER,
         "request_id": request_id,
     }
 
 
-def _decode_error(upload: Upload, error: PredictionError) -> dict[str, Any]:
+def _decode_error(upload: Upload, error: ImageDecodeError) -> dict[str, Any]:
     """A decoder error as a file error. Content that starts like an accepted image but that the
     decoder cannot even identify is damaged (422), not of an unsupported kind (415)."""
-    fmt = sniff(upload.data)
+    fmt = upload.format
     if error.kind == "unsupported" and fmt is not None:
         detail = f"{upload.filename}: damaged {fmt} file (its header cannot be read); send {ACCEPTED_HELP}"
         return file_error(upload.filename, "corrupt", detail)
     accepted = "" if error.kind == "too_large" else f"; send {ACCEPTED_HELP}"  # its message has the limit
-    return file_error(upload.filename, error.kind, f"{upload.filename}: {error.error}{accepted}")
+    return file_error(upload.filename, error.kind, f"{upload.filename}: {error}{accepted}")
 
 
 def _finish(
@@ -134,9 +130,7 @@ def _finish(
         items.append(item)
         stored = None
         if state.settings.store_images is not None:
-            stored = str(
-                store_image(state.settings.store_images, upload.sha256, upload.data, sniff(upload.data))
-            )
+            stored = str(store_image(state.settings.store_images, upload.sha256, upload.data, upload.format))
         rows.append(
             LogRow(
                 request_id=request_id,
