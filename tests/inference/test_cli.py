@@ -1,6 +1,7 @@
 import csv
 
 import numpy as np
+import pytest
 
 from conftest import lesion_like, save_image
 from dermalens.cli import main
@@ -80,3 +81,27 @@ def test_quantize_makes_a_loadable_int8_artifact(tiny_artifact, tmp_path):
     a = np.array(list(fp32.predict(lesion_like(20)).probabilities.values()))
     b = np.array(list(int8.predict(lesion_like(20)).probabilities.values()))
     assert np.abs(a - b).max() < 0.2
+
+
+def test_predict_compare_prints_a_row_per_model_and_writes_one_csv_row_each(
+    tiny_artifact, tiny_artifact_other, tmp_path, capsys
+):
+    folder = tmp_path / "photos"
+    save_image(folder / "one_mel.jpg", lesion_like(11))
+    save_image(folder / "two.png", lesion_like(12), "PNG")
+    out = tmp_path / "cmp.csv"
+    args = ["predict", str(folder), "--model", str(tiny_artifact), "--model", str(tiny_artifact_other)]
+    assert main([*args, "--compare", "--csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("one_mel.jpg", "two.png"):
+        block = printed.split(name, 1)[1].split("\n\n", 1)[0]
+        assert "tiny-test" in block and "tiny-other" in block and "ensemble" in block
+        assert "P(benign)" in printed and "P(malig.)" in printed
+    rows = list(csv.DictReader(out.read_bytes().decode("utf-8-sig").splitlines()))
+    assert len(rows) == 6 and {r["model"] for r in rows} == {"tiny-test", "tiny-other", "ensemble"}
+    by = {(r["file"].rsplit("/", 1)[-1], r["model"]): r for r in rows}
+    a, b, both = (by[("two.png", m)] for m in ("tiny-test", "tiny-other", "ensemble"))
+    assert float(both["p_malignant"]) == pytest.approx(
+        (float(a["p_malignant"]) + float(b["p_malignant"])) / 2, abs=2e-4
+    )
+    assert float(a["p_malignant"]) != pytest.approx(float(b["p_malignant"]), abs=1e-4)  # different models

@@ -71,6 +71,20 @@ def live_server(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
+def ensemble_server(
+    tiny_artifact: Path, tiny_artifact_other: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A live server holding two *different* models (an ensemble), for per-model comparison."""
+    folder = tmp_path_factory.mktemp("ensemble-server")
+    settings = ServerSettings(
+        models=[tiny_artifact, tiny_artifact_other], max_bytes=TEST_MAX_BYTES, log_db=folder / "log.db"
+    )
+    live = start_server(settings)
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="session")
 def meta_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny metadata-fusion artifact (random weights, 64×48, no OOD gate) that reads age, sex and site."""
     import torch

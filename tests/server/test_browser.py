@@ -283,3 +283,24 @@ def test_patient_fields_are_labelled_and_sent(
     page.select_option("#lang-select", "ja")
     expect(page.locator("label[for=patient-sex]")).to_have_text(strings("ja")["patient.sex"])
     assert page.js_errors == []
+
+
+def test_cards_show_a_row_per_model_when_several_are_loaded(
+    page_factory: Any, ensemble_server: LiveServer
+) -> None:
+    page = page_factory()
+    page.goto(ensemble_server.url + "/")
+    page.set_input_files("#file-input", [FILES[0], FILES[3]])
+    expect(page.locator(".card[data-state=done]")).to_have_count(2)
+    lesion = page.locator(".card", has_text="case_1_malignant_mel.jpg")
+    rows = lesion.locator("table.members tbody tr")
+    expect(rows).to_have_count(3)
+    assert [rows.nth(i).locator("td").first.inner_text() for i in range(3)] == [
+        "tiny-test",
+        "tiny-other",
+        "Ensemble (all models)",
+    ]
+    refused = page.locator(".card", has_text="noise_photo.png")
+    assert refused.get_attribute("data-decision") == "refused"
+    assert refused.locator("table.members").is_hidden()  # behind the closed "show anyway" toggle
+    assert page.js_errors == []

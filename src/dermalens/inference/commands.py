@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="CSV of per-image patient data: an image_id/file column (file name or stem) and any of "
         "age/age_approx, sex, site/localization/anatom_site_general (HAM10000/ISIC metadata files work)",
     )
+    predict.add_argument(
+        "--compare",
+        action="store_true",
+        help="with several --model: one table per image, a row per model and the ensemble "
+        "(verdict, confidence, P(benign), P(malignant)); the CSV gets one row per (image, model)",
+    )
     predict.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
     predict.add_argument("--batch", type=int, default=32, help="images per inference batch")
     predict.add_argument("--quiet", action="store_true", help="no table, no progress bar")
@@ -165,6 +171,11 @@ def run_predict(args: argparse.Namespace) -> int:
     if not clf.uses_metadata and any(not p.is_empty for p in patients):
         print("note: this model reads images only; the patient metadata given is ignored", file=sys.stderr)
     rows: list[dict[str, object]] = []
+    compared: list[tuple[Path, list[Prediction]]] = []
+    if args.compare and len(clf.members) < 2:
+        print(
+            "note: --compare needs two or more --model; comparing the one model with itself", file=sys.stderr
+        )
     want_maps = args.heatmaps is not None
     for start in tqdm(range(0, len(files), args.batch), unit="batch", disable=args.quiet, desc="predicting"):
         chunk = files[start : start + args.batch]
@@ -174,18 +185,31 @@ def run_predict(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             keep_image=want_maps,
             metadata=patients[start : start + args.batch],
+            compare=args.compare,
         )
         for path, result in zip(chunk, results, strict=True):
             rows.append(_row(path, result, clf.classes))
+            if args.compare and isinstance(result, Prediction):
+                compared.append((path, [*(result.members or []), result]))
             if want_maps and isinstance(result, Prediction):
                 from dermalens.inference.overlay import save_overlay
 
                 save_overlay(result, args.heatmaps / f"{path.stem}_heatmap.png")
     if not args.quiet:
-        _print_table(rows)
+        if args.compare:
+            for path, models in compared:
+                _print_comparison(path, models)
+        else:
+            _print_table(rows)
     _print_summary(rows, clf.threshold if args.threshold is None else args.threshold)
     if args.csv:
-        _write_csv(args.csv, rows, clf.classes)
+        if args.compare:
+            rows = [
+                {**_row(path, one, clf.classes), "model": one.model}
+                for path, models in compared
+                for one in models
+            ] + [r for r in rows if r.get("error")]
+        _write_csv(args.csv, rows, clf.classes, with_model=args.compare)
         print(f"CSV: {args.csv}")
     print(DISCLAIMER)
     return 0
@@ -205,6 +229,23 @@ def _print_table(rows: list[dict[str, object]]) -> None:
             f"{name:<40} {'—' if refused else row['prediction']!s:<10} "
             f"{'—' if refused else row['p_malignant']!s:>7}  {row['decision']!s:<9} {ood:<4} "
             f"{row['true_label']} {mark}"
+        )
+
+
+def _print_comparison(path: Path, results: list[Prediction]) -> None:
+    """One image: a row per model and the ensemble (last). A refused row has no verdict."""
+    print(f"\n{path.name}")
+    print(
+        f"  {'model':<28} {'verdict':<10} {'diagnosis':<10} {'confidence':>10} {'P(benign)':>10} {'P(malig.)':>10}"
+    )
+    for one in results:
+        if one.refused:
+            print(f"  {one.model[:28]:<28} {'refused':<10} {'—':<10} {'—':>10} {'—':>10} {'—':>10}")
+            continue
+        confidence = one.probabilities[one.prediction]
+        print(
+            f"  {one.model[:28]:<28} {one.decision:<10} {one.prediction:<10} {confidence:>10.3f} "
+            f"{1 - one.p_malignant:>10.3f} {one.p_malignant:>10.3f}"
         )
 
 
@@ -230,9 +271,12 @@ def _print_summary(rows: list[dict[str, object]], threshold: float) -> None:
         )
 
 
-def _write_csv(path: Path, rows: list[dict[str, object]], classes: list[str]) -> None:
+def _write_csv(
+    path: Path, rows: list[dict[str, object]], classes: list[str], with_model: bool = False
+) -> None:
     fields = [
         "file",
+        *(["model"] if with_model else []),
         "prediction",
         "p_malignant",
         "decision",

@@ -94,6 +94,7 @@ class Classifier:
         tta: int | None = ...,
         keep_image: bool = ...,
         metadata: MetadataInput = ...,
+        compare: bool = ...,
     ) -> Prediction: ...
 
     @overload
@@ -106,6 +107,7 @@ class Classifier:
         tta: int | None = ...,
         keep_image: bool = ...,
         metadata: MetadataInput | Sequence[MetadataInput] = ...,
+        compare: bool = ...,
     ) -> list[Prediction | PredictionError]: ...
 
     def predict(
@@ -117,6 +119,7 @@ class Classifier:
         tta: int | None = None,
         keep_image: bool = False,
         metadata: MetadataInput | Sequence[MetadataInput] = None,
+        compare: bool = False,
     ) -> Prediction | list[Prediction | PredictionError]:
         """Predict one input (raises `ImageDecodeError` if unreadable) or a list (errors kept in place).
 
@@ -126,13 +129,14 @@ class Classifier:
         `PatientMetadata` (one for all images, or a list parallel to `images`); any field
         may be missing. Models without a metadata branch ignore it; models with one read
         missing fields as explicitly unknown. Invalid values raise `ValueError`.
+        `compare`: also give each ensemble member's own result (`Prediction.members`).
         """
         many = isinstance(images, list)
         items: list[ImageInput] = images if isinstance(images, list) else [images]
         patients = per_image(metadata, len(items))
         if many:
-            return self._predict_many(items, heatmap, threshold, tta, keep_image, patients)
-        result = self._predict_many(items, heatmap, threshold, tta, keep_image, patients)[0]
+            return self._predict_many(items, heatmap, threshold, tta, keep_image, patients, compare)
+        result = self._predict_many(items, heatmap, threshold, tta, keep_image, patients, compare)[0]
         if isinstance(result, PredictionError):
             raise ImageDecodeError(result.error, result.kind)
         return result
@@ -145,6 +149,7 @@ class Classifier:
         tta: int | None,
         keep_image: bool,
         patients: list[PatientMetadata],
+        compare: bool = False,
     ) -> list[Prediction | PredictionError]:
         run = self.engine.run(images, patients, tta=tta, heatmap=heatmap, keep_canonical=keep_image)
         results: list[Prediction | PredictionError | None] = [None] * len(images)
@@ -153,21 +158,40 @@ class Classifier:
         combined = run.combined
         cut = self.threshold if threshold is None else threshold
         size = self.meta.preprocessing.input_size
+        member_probs = [m.probabilities() for m in run.members] if compare else []
         for j, index in enumerate(run.rows):
-            p_mal = float(combined.p_malignant[j])
-            refused = bool(combined.ood[j])
             cam = run.cams[j] if heatmap else None
-            results[index] = Prediction(
-                probabilities={c: float(p) for c, p in zip(self.classes, combined.probs[j], strict=True)},
-                p_malignant=p_mal,
-                prediction=self.classes[int(np.argmax(combined.probs[j]))],
-                decision=REFUSED if refused else (MALIGNANT_LABEL if p_mal >= cut else BENIGN),
-                threshold=cut,
-                ood=refused,
-                ood_score=float(combined.ood_score[j]),
-                source=_source_name(images[index]),
-                metadata=patients[index] if self.uses_metadata else None,
-                heatmap=None if cam is None else _normalise_cam(cam, size),
-                image=run.canonical[j] if keep_image else None,
-            )
+            result = self._result(combined.probs[j], float(combined.ood_score[j]), cut, "ensemble")
+            result.source = _source_name(images[index])
+            result.metadata = patients[index] if self.uses_metadata else None
+            result.heatmap = None if cam is None else _normalise_cam(cam, size)
+            result.image = run.canonical[j] if keep_image else None
+            if compare:
+                result.members = [
+                    self._result(
+                        probs[j],
+                        float(out.ood_score[j]),
+                        member.meta.threshold if threshold is None else threshold,
+                        member.meta.name,
+                    )
+                    for member, out, probs in zip(self.members, run.members, member_probs, strict=True)
+                ]
+            if len(self.members) == 1:
+                result.model = self.meta.name
+            results[index] = result
         return [r for r in results if r is not None]
+
+    def _result(self, probs: np.ndarray, ood_score: float, cut: float, model: str) -> Prediction:
+        """One model's (or the ensemble's) verdict from calibrated probabilities and a gate score."""
+        p_mal = float(probs[self.meta.malignant_indices].sum())
+        refused = ood_score > 1.0
+        return Prediction(
+            probabilities={c: float(p) for c, p in zip(self.classes, probs, strict=True)},
+            p_malignant=p_mal,
+            prediction=self.classes[int(np.argmax(probs))],
+            decision=REFUSED if refused else (MALIGNANT_LABEL if p_mal >= cut else BENIGN),
+            threshold=cut,
+            ood=refused,
+            ood_score=ood_score,
+            model=model,
+        )

@@ -51,6 +51,11 @@ class Prediction:
     source: str = ""
     #: The patient data the model read (None for image-only models); unknown fields are None.
     metadata: PatientMetadata | None = None
+    #: Which model this is: the artifact's name, or "ensemble" for a combined result.
+    model: str = ""
+    #: With ``compare``: each ensemble member's own result on this image (its own temperature,
+    #: threshold and gate: a member can refuse an image that the ensemble accepts, and the reverse).
+    members: list[Prediction] | None = field(default=None, repr=False)
     heatmap: np.ndarray | None = field(default=None, repr=False)
     image: np.ndarray | None = field(default=None, repr=False)
 
@@ -83,6 +88,8 @@ class Prediction:
             "ood_score": round(self.ood_score, 4),
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
             **({"metadata": self.metadata.to_dict()} if self.metadata is not None else {}),
+            **({"model": self.model} if self.model else {}),
+            **({"members": [m.to_dict() for m in self.members]} if self.members is not None else {}),
         }
 
 

@@ -35,6 +35,8 @@ class Options:
     tta: int
     heatmap: bool
     threshold: float | None
+    #: Also return each ensemble member's own result.
+    compare: bool = False
 
 
 @dataclass
@@ -156,4 +158,5 @@ class InferenceService:
             threshold=options.threshold,
             tta=options.tta,
             metadata=list(patients),
+            compare=options.compare,
         )

@@ -53,5 +53,21 @@ def result_dict(
         "correct_dx": correct_dx,
         # The patient data the model read (None for image-only models, which ignore it).
         "metadata": prediction.metadata.to_dict() if prediction.metadata is not None else None,
+        "members": [member_dict(m) for m in prediction.members] if prediction.members is not None else None,
         **upload,
+    }
+
+
+def member_dict(member: Prediction) -> dict[str, Any]:
+    """One ensemble member's own result (``compare=true``): no verdict when its own gate refuses."""
+    return {
+        "model": member.model,
+        "prediction": member.diagnosis,
+        "p_malignant": round(member.p_malignant, 6),
+        "decision": member.decision,
+        "reason": member.reason,
+        "threshold": round(member.threshold, 6),
+        "ood": member.ood,
+        "ood_score": round(member.ood_score, 4),
+        "probabilities": {k: round(v, 6) for k, v in member.probabilities.items()},
     }

@@ -17,6 +17,20 @@ class PatientData(BaseModel):
     site: str | None = Field(None, description="body site group (see GET /model: metadata_sites)")
 
 
+class MemberResult(BaseModel):
+    """One ensemble member's own result on an image (``compare=true``)."""
+
+    model: str = Field(description="the member's artifact name")
+    prediction: str | None = Field(description="its most probable diagnosis; null when it refuses the image")
+    p_malignant: float
+    decision: Decision = Field(description="against the member's own threshold; 'refused' by its own gate")
+    reason: str | None = None
+    threshold: float
+    ood: bool
+    ood_score: float
+    probabilities: dict[str, float]
+
+
 class ImageResult(BaseModel):
     """One image's prediction."""
 
@@ -47,6 +61,10 @@ class ImageResult(BaseModel):
     correct_dx: bool | None = Field(None, description="diagnosis matches the label (dx labels only)")
     metadata: PatientData | None = Field(
         None, description="patient data the model read; null for image-only models (they ignore it)"
+    )
+    members: list[MemberResult] | None = Field(
+        None,
+        description="with compare=true: each ensemble member's own result (the fields above are the ensemble's)",
     )
     sha256: str
     size_bytes: int

@@ -50,6 +50,7 @@ def _render(request: Request, template: str, page: str, **context: Any) -> HTMLR
         "resize": card["preprocessing"].get("resize", "crop_to_aspect"),
         "limits": card["limits"],
         "metadata_inputs": card["metadata_inputs"],
+        "members": card["members"],
         "log_enabled": state.log is not None,
         "disclaimer": DISCLAIMER,
     }

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from dermalens.inference.decode import ACCEPTED_HELP, ImageDecodeError
 from dermalens.inference.metadata import SEX_SPELLINGS
@@ -73,7 +73,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
     summary="Predict malignancy, diagnosis, OOD flag (and heatmaps) for up to max_files images",
 )
-async def predict(request: Request) -> dict[str, Any]:
+async def predict(
+    request: Request,
+    compare: Annotated[
+        bool, Query(description="also return each ensemble member's own result (several models loaded)")
+    ] = False,
+) -> dict[str, Any]:
     state = get_state(request)
     uploads, options, patient = await read_predict_request(request, state.settings.max_files)
     check_content(uploads)
@@ -85,7 +90,7 @@ async def predict(request: Request) -> dict[str, Any]:
     # Patient metadata applies to every file of the request; image-only models ignore it.
     results = await state.service.predict(
         [u.pixels for u in uploads if u.pixels is not None],
-        Options(tta=tta, heatmap=options.heatmap, threshold=options.threshold),
+        Options(tta=tta, heatmap=options.heatmap, threshold=options.threshold, compare=compare),
         [patient] * len(uploads),
     )
     bad = [

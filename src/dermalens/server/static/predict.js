@@ -91,7 +91,9 @@
     form.append("tta", $("tta-select").value);
     for (const [name, value] of Object.entries(item.metadata || {})) form.append(name, value);
     try {
-      const response = await fetch(`${data.api}/predict`, { method: "POST", body: form });
+      // Several models loaded: ask for each one's own result too (shown in a small table per card).
+      const url = `${data.api}/predict` + (data.members > 1 ? "?compare=true" : "");
+      const response = await fetch(url, { method: "POST", body: form });
       const body = await response.json().catch(() => ({}));
       if (response.ok) {
         item.result = body.results[0];
@@ -176,7 +178,21 @@
     node.append(el("p", {}, t("card.diagnosis") + ": ", el("strong", { text: DL.dxName(r.prediction) }),
       ` (${pct(r.probabilities[r.prediction])})`));
     node.append(el("details", { open: true }, el("summary", { text: t("card.probabilities") }), dxBars(r)));
+    if (r.members) node.append(membersTable(r));
     return node;
+  }
+
+  // Each model's own verdict beside the ensemble's (compare=true); a model that refuses has none.
+  function membersTable(r) {
+    const rows = [...r.members.map((m) => [m.model, m]), [t("card.ensemble"), r]].map(([name, m]) =>
+      el("tr", { "data-decision": m.decision },
+        el("td", { text: name }),
+        el("td", { text: t("verdict." + m.decision) }),
+        el("td", { text: m.decision === "refused" ? "—" : pct(m.p_malignant) })));
+    return el("table", { class: "members" },
+      el("thead", {}, el("tr", {}, el("th", { text: t("card.model") }), el("th", { text: t("history.col.verdict") }),
+        el("th", { text: t("card.p_malignant") }))),
+      el("tbody", {}, rows));
   }
 
   function dxBars(r) {
@@ -202,7 +218,7 @@
     node.append(el("details", { class: "anyway" }, el("summary", { text: t("card.show_anyway") }),
       el("p", { class: "small", text: t("card.anyway_note") }),
       el("div", { class: "row" }, el("span", { text: t("card.p_malignant") }), el("span", { class: "p-value", text: pct(r.p_malignant) })),
-      dxBars(r)));
+      dxBars(r), r.members ? membersTable(r) : false));
     return node;
   }
 
