@@ -34,6 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     train.set_defaults(func=run_train)
 
+    tune = sub.add_parser(
+        "tune", help="hyperparameter search (Optuna: TPE, median pruning, SQLite study that resumes)"
+    )
+    tune.add_argument("--config", type=Path, required=True, help="YAML config with a `search:` section")
+    tune.add_argument("--trials", type=int, required=True, help="trials in the study (resumed ones count)")
+    tune.add_argument("--study-db", type=Path, help="SQLite file of the study (default OUT/study.db)")
+    tune.add_argument("--out", type=Path, help="folder for best.yaml, trials.csv and plots")
+    tune.add_argument("--no-progress", action="store_true")
+    tune.set_defaults(func=run_tune)
+
     refit = sub.add_parser(
         "refit-gate",
         help="refit an artifact's out-of-distribution gate on a dataset (e.g. your own clinic's images)",
@@ -94,6 +104,21 @@ def run_train(args: argparse.Namespace) -> int:
         command = "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         build_artifact(model, config, out, command=command, wall_seconds=time.time() - started)
         print(f"model artifact: {out}")
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from dermalens.training.tune import tune
+
+    if args.trials < 1:
+        raise ValueError(f"--trials {args.trials}: give at least 1")
+    result = tune(
+        args.config, args.trials, study_db=args.study_db, out=args.out, progress=not args.no_progress
+    )
+    print(f"best trial {result['best_trial']}: {result['best_value']:.4f} with {result['params']}")
+    print(
+        f"best config: {result['out']}/best.yaml (train it: dermalens train --config {result['out']}/best.yaml)"
+    )
     return 0
 
 

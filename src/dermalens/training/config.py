@@ -234,14 +234,22 @@ def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Load YAML (None = defaults), apply ``key.sub=value`` overrides, and validate."""
-    data: dict[str, Any] = TrainConfig().to_dict()
-    if path is not None:
-        data = _merge(data, _read_yaml(Path(path)))
+    return config_from_data(read_config_yaml(Path(path)) if path is not None else {}, overrides)
+
+
+def read_config_yaml(path: Path) -> dict[str, Any]:
+    """A config file's mapping with its ``base:`` files merged in (not yet validated)."""
+    return _read_yaml(path)
+
+
+def config_from_data(raw: dict[str, Any], overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults ← `raw` ← ``key.sub=value`` overrides, validated."""
+    data: dict[str, Any] = _merge(TrainConfig().to_dict(), raw)
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected key.sub=value (e.g. stages.1.epochs=5)")
-        key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), raw)
+        key, value = item.split("=", 1)
+        _set_dotted(data, key.strip(), value)
     config: TrainConfig = _build(TrainConfig, data)
     config.preprocessing.validate()
     if config.balance.method not in ("none", "class_weights", "sampler", "focal", "undersample"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from dermalens.data.readers import load_dataset
 from dermalens.data.records import Dataset, Record
 from dermalens.data.splits import Split, split_dataset
 from dermalens.inference.metadata import MetadataEncoding
+from dermalens.inference.preprocess import Preprocessing
 from dermalens.taxonomy import BINARY_LABELS, DX_CODES, MALIGNANT, MALIGNANT_LABEL, to_ham
 from dermalens.training.config import DataConfig, SourceConfig, StageConfig, TrainConfig
 
@@ -26,6 +28,14 @@ def targets_for(head: str) -> tuple[list[str], list[str]]:
     if head == "binary":
         return list(BINARY_LABELS), [MALIGNANT_LABEL]
     return list(DX_CODES), sorted(MALIGNANT & set(DX_CODES))
+
+
+def stage_preprocessing(config: TrainConfig, stage: StageConfig) -> Preprocessing:
+    """The run's preprocessing at this stage's input size (progressive resizing)."""
+    if stage.input_size is None:
+        return config.preprocessing
+    width, height = stage.input_size
+    return dataclasses.replace(config.preprocessing, input_size=(int(width), int(height)))
 
 
 def metadata_encoding(config: TrainConfig) -> MetadataEncoding | None:

@@ -8,11 +8,11 @@ the next epoch. Each stage starts from the previous stage's best weights. Under
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dermalens.inference.preprocess import Preprocessing
 from dermalens.training.config import StageConfig, TrainConfig, save_config
 from dermalens.training.curves import write_curves, write_metrics_log
 from dermalens.training.data import LesionDataset, cache_images, class_weights, epoch_order
@@ -32,6 +31,7 @@ from dermalens.training.prepare import (
     load_stage_data,
     metadata_encoding,
     network_for,
+    stage_preprocessing,
     targets_for,
 )
 
@@ -71,11 +71,6 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-
-
 def _param_groups(model: nn.Module, stage: StageConfig, weight_decay: float) -> list[dict[str, Any]]:
     """Head-only when frozen; otherwise layer-wise lr decay over the backbone's blocks."""
     head = set(id(p) for p in model.get_classifier().parameters())  # type: ignore[operator]
@@ -111,14 +106,6 @@ def _backbone(model: nn.Module) -> nn.Module:
         return model.backbone  # type: ignore[return-value]
     head = model.get_classifier()  # type: ignore[operator]
     return nn.ModuleList([m for m in model.children() if m is not head])
-
-
-def stage_preprocessing(config: TrainConfig, stage: StageConfig) -> Preprocessing:
-    """The run's preprocessing at this stage's input size (progressive resizing)."""
-    if stage.input_size is None:
-        return config.preprocessing
-    width, height = stage.input_size
-    return dataclasses.replace(config.preprocessing, input_size=(int(width), int(height)))
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig, steps_per_epoch: int) -> Any:
@@ -160,7 +147,16 @@ def _loader(
 class Trainer:
     """Owns one run directory: config, split, checkpoints, metrics log, artifact."""
 
-    def __init__(self, config: TrainConfig, dist_info: Dist | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        dist_info: Dist | None = None,
+        progress: bool = True,
+        on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        #: Told (epochs done in the run, the epoch's metrics row) after each epoch: hyperparameter
+        #: search prunes through it (training/tune.py); it may raise to stop the run.
+        self.on_epoch = on_epoch
         self.config = config
         self.dist = dist_info or Dist()
         self.progress = progress and self.dist.main
@@ -194,7 +190,8 @@ class Trainer:
     # ---- main entry --------------------------------------------------------------------------
     def fit(self, *, resume: bool = False, only_stage: str | None = None) -> nn.Module:
         config = self.config
-        seed_everything(config.seed)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.run_dir / "config.yaml")
@@ -395,4 +392,6 @@ class Trainer:
             json.dumps({k: v for k, v in row.items() if k != "stage"}),
         )
         write_metrics_log(self.run_dir, state.history)
+        if self.on_epoch is not None:
+            self.on_epoch(len(state.history), row)
         write_curves(self.run_dir / "curves.png", state.history)
