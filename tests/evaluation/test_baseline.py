@@ -74,7 +74,7 @@ def test_runtime_contract_and_exact_pixels(baseline_artifact: Path, dataset_csv:
     out = runtime.run(batch)
     assert out["logits"].shape == (1, 7) and out["features"].shape == (1, len(FEATURE_NAMES))
     assert out["cam"].shape[:2] == (1, 7)
-    expected = runtime.logits(runtime.features([canon]))
+    expected = runtime.logits(runtime.kernel(runtime.features([canon])))
     assert np.allclose(out["logits"], expected, atol=1e-4)
     views = np.stack(tta_views(batch[0], 4))  # rotated views (H and W swapped) run too
     assert runtime.run(views)["logits"].shape == (4, 7)
@@ -145,3 +145,44 @@ def test_calibrating_a_baseline_keeps_its_hashes(
     )
     _, meta = load_meta(tmp_path / "cal")  # baseline.npz still listed and verified after the rewrite
     assert BASELINE_FILE in meta.files and meta.threshold == pytest.approx(summary["threshold"])
+
+
+def test_rbf_svm_baseline_trains_evaluates_and_compares(
+    baseline_artifact: Path, dataset_csv: Path, split_file: Path, tmp_path: Path
+) -> None:
+    """The RBF-SVM baseline: same artifact type, its Nyström map equals scikit-learn's, and it
+    works with `evaluate` and `compare` beside the logistic regression."""
+    from sklearn.kernel_approximation import Nystroem
+
+    from dermalens.evaluation.baseline import SVM_ARCHITECTURE, train_baseline
+    from dermalens.evaluation.compare import compare
+
+    config = {
+        "name": "tiny-svm",
+        "data": str(dataset_csv),
+        "split_file": str(split_file),
+        "seed": 0,
+        "out": str(tmp_path / "runs"),
+        "preprocessing": {"input_size": [64, 48]},
+        "model": {"architecture": SVM_ARCHITECTURE},
+    }
+    folder = train_baseline(config)
+    folder_, meta = load_meta(folder)
+    assert meta.architecture == SVM_ARCHITECTURE and 0.05 <= meta.temperature <= 20
+    runtime = BaselineRuntime(folder_, meta)
+    assert runtime.rbf is not None
+    x = np.random.default_rng(0).normal(size=(5, len(FEATURE_NAMES)))
+    reference = Nystroem(gamma=runtime.rbf[2], n_components=len(runtime.rbf[0]))
+    reference.components_, reference.normalization_ = runtime.rbf[0], runtime.rbf[1]
+    reference.component_indices_ = np.arange(len(runtime.rbf[0]))
+    assert np.allclose(runtime.kernel(x), reference.transform(x), atol=1e-8)
+    result = compare(
+        [baseline_artifact, folder],
+        dataset_csv,
+        tmp_path / "cmp",
+        split_file=split_file,
+        n_boot=20,
+        reports=False,
+    )
+    assert [row["architecture"] for row in result["models"]] == [ARCHITECTURE, SVM_ARCHITECTURE]
+    assert 0 <= result["models"][1]["auc"] <= 1 and result["models"][1]["delta_auc"] is not None

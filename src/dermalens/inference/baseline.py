@@ -39,6 +39,12 @@ class BaselineRuntime:
             version = int(data["feature_version"])
             self.mean, self.scale = data["mean"], data["scale"]
             self.coef, self.intercept = data["coef"], data["intercept"]
+            # The RBF-SVM baseline: an explicit Nyström feature map before its linear SVM.
+            self.rbf = (
+                (data["rbf_components"], data["rbf_normalization"], float(data["rbf_gamma"]))
+                if "rbf_components" in data.files
+                else None
+            )
         if version != FEATURE_VERSION:
             raise ArtifactError(f"{path}: features v{version}; this dermalens computes v{FEATURE_VERSION}")
         self.spec = meta.preprocessing
@@ -53,9 +59,22 @@ class BaselineRuntime:
         )
         return (raw - self.mean) / self.scale
 
-    def logits(self, standardised: np.ndarray) -> np.ndarray:
-        """[N, C] logits whose softmax is the logistic regression's predict_proba."""
-        return np.asarray(standardised @ self.coef.T + self.intercept)
+    def kernel(self, standardised: np.ndarray) -> np.ndarray:
+        """The linear model's input: the standardised features, or their RBF Nyström map
+        (exp(−γ‖x − c‖²) against the landmarks c, times the normalisation: scikit-learn's transform)."""
+        if self.rbf is None:
+            return standardised
+        components, normalization, gamma = self.rbf
+        squared = (
+            (standardised**2).sum(1)[:, None]
+            - 2 * standardised @ components.T
+            + (components**2).sum(1)[None, :]
+        )
+        return np.exp(-gamma * np.maximum(squared, 0)) @ normalization.T
+
+    def logits(self, mapped: np.ndarray) -> np.ndarray:
+        """[N, C] logits: the logistic regression's (softmax = its predict_proba), or the SVM's margins."""
+        return np.asarray(mapped @ self.coef.T + self.intercept)
 
     def run(self, batch: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Undo the normalisation (exactly, up to rounding) to get the canonical pixels back.
@@ -66,7 +85,7 @@ class BaselineRuntime:
         pixels = np.clip(np.rint((batch * std + mean) * 255.0), 0, 255).astype(np.uint8)
         images = [np.ascontiguousarray(chw.transpose(1, 2, 0)) for chw in pixels]
         feats = self.features(images)
-        logits = self.logits(feats).astype(np.float32)
+        logits = self.logits(self.kernel(feats)).astype(np.float32)
         return {
             "logits": logits,
             "features": feats.astype(np.float32),
