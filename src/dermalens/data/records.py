@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dermalens.inference.metadata import PatientMetadata
+from dermalens.inference.metadata import PatientMetadata, parse_sex
 from dermalens.taxonomy import binary_label, is_dx_code
 
 log = logging.getLogger(__name__)
@@ -102,13 +102,12 @@ class Dataset:
 
 
 def normalize_sex(value: object) -> str | None:
-    """'male'/'female', or None for unknown/empty (kept explicit, never guessed)."""
-    text = str(value).strip().lower() if value is not None else ""
-    if text in ("m", "male"):
-        return "male"
-    if text in ("f", "female"):
-        return "female"
-    return None
+    """'male'/'female', or None for unknown/empty (kept explicit, never guessed): the spellings of
+    `inference.metadata.parse_sex`, the one sex parser, with anything it rejects read as unknown."""
+    try:
+        return parse_sex(value)
+    except ValueError:
+        return None
 
 
 def normalize_site(value: object) -> str | None:
