@@ -2,8 +2,12 @@
 
 Starts its own server (`dermalens serve`, in a separate process so the clients do not share
 its interpreter) on the bundled model, or `--model` artifacts, or uses `--url`. Each request
-sends one synthetic dermoscopy-like JPEG. Prints throughput, p50/p90/p99 latency and the error
-count; exits 1 when any request failed.
+sends one JPEG: by default the realistic full-quality 600×450 files of `predict_speed.py`
+(`--images DIR` for real files, `--synthetic` for the older smooth lesions). Unless `--url` is
+given, it first measures the predictor itself on the same files (batches of 32, in this process,
+before the server starts), and prints the server's throughput as a share of it and the p99 target
+1.5 × clients / throughput. Prints throughput, p50/p90/p99 latency and the error count; exits 1
+when any request failed.
 
     python benchmarks/serve_load.py                      # 16 clients, 2000 requests, bundled model
     python benchmarks/serve_load.py --model runs/x/artifact --clients 32 --requests 5000 --json
@@ -124,6 +128,32 @@ def run_load(url: str, images: list[bytes], clients: int, requests: int, heatmap
     }
 
 
+def test_images(args: argparse.Namespace, folder: Path, size: tuple[int, int]) -> list[bytes]:
+    """The JPEGs to send: real files, predict_speed's realistic ones (default), or smooth synthetic ones."""
+    if args.synthetic:
+        return [lesion_jpeg(seed, size) for seed in range(16)]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from predict_speed import make_jpegs, real_images
+
+    paths = real_images(args.images, 16) if args.images else make_jpegs(folder, 16)
+    return [p.read_bytes() for p in paths]
+
+
+def predictor_throughput(args: argparse.Namespace, images: list[bytes]) -> float:
+    """The Python API's own batch throughput on `images` (what the server should keep up with)."""
+    from dermalens import Classifier
+
+    clf = Classifier.load(args.model)
+    batch = [images[i % len(images)] for i in range(32)]
+    clf.predict(list(batch))
+    started, runs = time.perf_counter(), 4
+    for _ in range(runs):
+        clf.predict(list(batch))
+    ips = runs * len(batch) / (time.perf_counter() - started)
+    del clf  # its ONNX Runtime threads must not compete with the server's
+    return ips
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,16 +163,19 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=32, help="requests sent first and not counted")
-    parser.add_argument("--size", default="600x450", help="width×height of the test JPEGs")
+    parser.add_argument("--size", default="600x450", help="width×height of the --synthetic JPEGs")
+    parser.add_argument("--images", type=Path, help="folder of real images to send")
+    parser.add_argument("--synthetic", action="store_true", help="smooth synthetic lesions instead")
     parser.add_argument("--heatmap", action="store_true", help="ask for heatmaps too")
     parser.add_argument("--workers", type=int, help="server: inference batches run at once")
     parser.add_argument("--max-batch", type=int, help="server: most images per shared batch")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
-    images = [lesion_jpeg(seed, (width, height)) for seed in range(16)]
     server = None
     with tempfile.TemporaryDirectory() as folder:
+        images = test_images(args, Path(folder), (width, height))
+        predictor_ips = None if args.url else predictor_throughput(args, images)
         try:
             if args.url:
                 url = args.url.rstrip("/")
@@ -168,6 +201,13 @@ def main() -> int:
             f"latency p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, p99 {result['p99_ms']} ms, "
             f"max {result['max_ms']} ms; errors {result['errors']}"
         )
+        if predictor_ips:
+            target = 1.5 * args.clients / result["throughput_rps"]
+            print(
+                f"predictor on the same files, batches of 32: {predictor_ips:.1f} images/s -> the server does "
+                f"{result['throughput_rps'] / predictor_ips:.2f} of it (target >= 0.8); p99 target "
+                f"1.5 x {args.clients} / throughput = {1000 * target:.0f} ms"
+            )
     return 1 if result["errors"] else 0
 
 
