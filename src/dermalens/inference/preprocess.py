@@ -14,16 +14,13 @@ first makes the pixels the network sees independent of the camera's resolution.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from dermalens.inference.decode import ImageDecodeError, ImageInput, decode_image
+from dermalens.inference.decode import ImageInput, decode_image
 
 
 @dataclass(frozen=True)
@@ -139,25 +136,6 @@ def normalize(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
 def load_canonical(source: ImageInput, spec: Preprocessing) -> np.ndarray:
     """Decode (JPEG draft mode: never below the input size) and make canonical."""
     return canonical(decode_image(source, min_size=spec.input_size), spec)
-
-
-def load_canonical_many(
-    sources: Sequence[ImageInput], spec: Preprocessing, workers: int | None = None
-) -> list[np.ndarray | ImageDecodeError]:
-    """`load_canonical` for several inputs, in threads (PIL decodes and resizes without holding
-    the GIL, so they overlap on a multi-core CPU); an unreadable input yields its error in place."""
-
-    def one(source: ImageInput) -> np.ndarray | ImageDecodeError:
-        try:
-            return load_canonical(source, spec)
-        except ImageDecodeError as err:
-            return err
-
-    count = min(len(sources), workers or os.cpu_count() or 1)
-    if count < 2:
-        return [one(source) for source in sources]
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, sources))
 
 
 def prepare(source: ImageInput, spec: Preprocessing) -> np.ndarray:
