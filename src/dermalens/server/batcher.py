@@ -39,7 +39,7 @@ class Options:
     compare: bool = False
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a job holds pixel arrays, which have no truth value to compare
 class _Job:
     images: Sequence[ImageInput]
     options: Options
@@ -94,13 +94,15 @@ class InferenceService:
 
     def _take_batch(self) -> list[_Job]:
         """The oldest job plus later jobs with the same options, up to `max_batch` images."""
-        first = self._queue.pop(0)
-        batch, size = [first], len(first.images)
-        for job in list(self._queue):
+        first, *rest = self._queue
+        batch, left, size = [first], [], len(first.images)
+        for job in rest:
             if job.options == first.options and size + len(job.images) <= self.max_batch:
-                self._queue.remove(job)
                 batch.append(job)
                 size += len(job.images)
+            else:
+                left.append(job)
+        self._queue = left
         return [job for job in batch if not job.future.done()]  # drop cancelled requests
 
     async def _worker(self) -> None:
@@ -110,19 +112,18 @@ class InferenceService:
                 await self._ready.wait_for(lambda: bool(self._queue))
                 batch = self._take_batch()
             if batch:
-                await self._run(batch)
+                try:
+                    await self._run(batch)
+                except Exception as err:  # a bug: fail these requests, but never stop serving the rest
+                    log.exception("a batch of %d request(s) failed", len(batch))
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(err)
 
     async def _run(self, batch: list[_Job]) -> None:
         images = [image for job in batch for image in job.images]
         patients = [patient for job in batch for patient in job.metadata]
-        options = batch[0].options
-        try:
-            results = await anyio.to_thread.run_sync(self._predict, images, patients, options)
-        except Exception as err:  # a bug in inference: fail these requests, keep serving
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(err)
-            return
+        results = await anyio.to_thread.run_sync(self._predict, images, patients, batch[0].options)
         start = 0
         for job in batch:
             part = results[start : start + len(job.images)]
