@@ -13,68 +13,18 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dermalens.inference.metadata import METADATA_FIELDS
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    created       TEXT    NOT NULL,  -- ISO 8601, UTC
-    request_id    TEXT    NOT NULL,
-    model_id      TEXT    NOT NULL,
-    model_version TEXT    NOT NULL,
-    filename      TEXT    NOT NULL,
-    sha256        TEXT    NOT NULL,
-    size_bytes    INTEGER NOT NULL,
-    width         INTEGER,
-    height        INTEGER,
-    prediction    TEXT    NOT NULL,
-    decision      TEXT    NOT NULL,
-    p_malignant   REAL    NOT NULL,
-    ood           INTEGER NOT NULL,
-    ood_score     REAL,
-    label         TEXT,
-    correct       INTEGER,
-    results       TEXT    NOT NULL,  -- the image's full JSON result (without heatmap; with the
-                                     -- patient "metadata" the model read, null for image-only models)
-    image_path    TEXT
-);
-CREATE INDEX IF NOT EXISTS predictions_created ON predictions (created);
-CREATE INDEX IF NOT EXISTS predictions_request ON predictions (request_id);
-"""
-
-#: Columns a history view shows and exports, in order.
-COLUMNS = (
-    "id",
-    "created",
-    "request_id",
-    "model_id",
-    "model_version",
-    "filename",
-    "sha256",
-    "size_bytes",
-    "width",
-    "height",
-    "prediction",
-    "decision",
-    "p_malignant",
-    "ood",
-    "ood_score",
-    "label",
-    "correct",
-)
-#: Patient metadata columns of the CSV export (read from each row's JSON result; no column of their own,
-#: so logs written before metadata existed need no migration).
-METADATA_COLUMNS = METADATA_FIELDS
-
 
 @dataclass
 class LogRow:
-    """What is logged for one image."""
+    """What is logged for one image: the one row definition. The SQLite schema, the INSERT, the
+    history columns (JSON and CSV) and `schemas.HistoryRow` are all derived from these fields."""
 
     request_id: str
     model_id: str
@@ -84,15 +34,75 @@ class LogRow:
     size_bytes: int
     width: int | None
     height: int | None
+    #: The model's top class (kept for analysis also when the decision is "refused").
     prediction: str
     decision: str
     p_malignant: float
     ood: bool
-    ood_score: float
+    ood_score: float | None
     label: str | None
     correct: bool | None
+    #: The image's full JSON result (no heatmap; with the patient "metadata" the model read).
     results: dict[str, Any]
     image_path: str | None = None
+
+
+_SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER", dict: "TEXT"}
+#: Fields stored but not shown as history columns (the JSON result; where the image was stored).
+_HIDDEN = ("results", "image_path")
+
+
+def _field_types() -> list[tuple[str, type, bool]]:
+    """(name, Python type, optional) of each `LogRow` field, from its annotations."""
+    import typing
+
+    hints = typing.get_type_hints(LogRow)
+    out = []
+    for f in fields(LogRow):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = type(None) in typing.get_args(hint)
+        base = typing.get_origin(args[0] if optional else hint) or (args[0] if optional else hint)
+        out.append((f.name, base, optional))
+    return out
+
+
+def _schema() -> str:
+    columns = ["    id            INTEGER PRIMARY KEY AUTOINCREMENT", "    created       TEXT    NOT NULL"]
+    for name, kind, optional in _field_types():
+        columns.append(f"    {name:<13} {_SQL_TYPES[kind]:<7}{'' if optional else ' NOT NULL'}".rstrip())
+    return (
+        "CREATE TABLE IF NOT EXISTS predictions (\n" + ",\n".join(columns) + "\n);\n"
+        "CREATE INDEX IF NOT EXISTS predictions_created ON predictions (created);\n"
+        "CREATE INDEX IF NOT EXISTS predictions_request ON predictions (request_id);\n"
+    )
+
+
+#: The table (created as `LogRow` says; `created` is ISO 8601 UTC).
+SCHEMA = _schema()
+#: Columns a history view shows and exports, in order.
+COLUMNS: tuple[str, ...] = ("id", "created", *(n for n, _, _ in _field_types() if n not in _HIDDEN))
+#: Patient metadata columns of the CSV export (read from each row's JSON result; no column of their own,
+#: so logs written before metadata existed need no migration).
+METADATA_COLUMNS = METADATA_FIELDS
+_STORED = tuple(f.name for f in fields(LogRow))
+_INSERT = (
+    f"INSERT INTO predictions (created, {', '.join(_STORED)}) VALUES ({', '.join('?' * (len(_STORED) + 1))})"
+)
+
+
+def history_types() -> dict[str, tuple[type, bool]]:
+    """(Python type, optional) of each history column, for `schemas.HistoryRow`."""
+    types = {"id": (int, False), "created": (str, False)}
+    types.update({n: (k, o) for n, k, o in _field_types() if n not in _HIDDEN})
+    return types
+
+
+def _value(row: LogRow, name: str) -> Any:
+    value = getattr(row, name)
+    if isinstance(value, bool):
+        return int(value)
+    return json.dumps(value) if isinstance(value, dict) else value
 
 
 @dataclass(frozen=True)
@@ -147,38 +157,11 @@ class PredictionLog:
     def write(self, rows: Sequence[LogRow]) -> None:
         """Append all `rows` in one transaction (all or none)."""
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        values = [
-            (
-                now,
-                r.request_id,
-                r.model_id,
-                r.model_version,
-                r.filename,
-                r.sha256,
-                r.size_bytes,
-                r.width,
-                r.height,
-                r.prediction,
-                r.decision,
-                r.p_malignant,
-                int(r.ood),
-                r.ood_score,
-                r.label,
-                None if r.correct is None else int(r.correct),
-                json.dumps(r.results),
-                r.image_path,
-            )
-            for r in rows
-        ]
+        values = [(now, *(_value(r, name) for name in _STORED)) for r in rows]
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(
-                    "INSERT INTO predictions (created, request_id, model_id, model_version, filename, sha256,"
-                    " size_bytes, width, height, prediction, decision, p_malignant, ood, ood_score, label,"
-                    " correct, results, image_path) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    values,
-                )
+                self._conn.executemany(_INSERT, values)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from dermalens.inference.results import Decision
+from dermalens.server.log import history_types
 
 
 class PatientData(BaseModel):
@@ -153,31 +154,25 @@ class Health(BaseModel):
     log: bool
 
 
-class HistoryRow(BaseModel):
-    id: int
-    created: str
-    request_id: str
-    model_id: str
-    model_version: str
-    filename: str
-    sha256: str
-    size_bytes: int
-    width: int | None
-    height: int | None
-    prediction: str
-    decision: str
-    p_malignant: float
-    ood: bool
-    ood_score: float | None
-    label: str | None
-    correct: bool | None
+class _HistoryExtra(BaseModel):
     image_stored: bool
     metadata: PatientData | None = Field(
         None, description="patient data the model read; null for image-only models"
     )
 
 
+#: One history row: the logged columns of `server.log.LogRow` (derived from it, never re-listed),
+#: whether the image was stored, and the patient data the model read.
+HistoryRow = create_model(
+    "HistoryRow",
+    __base__=_HistoryExtra,
+    **{
+        name: ((kind | None) if optional else kind, ...) for name, (kind, optional) in history_types().items()
+    },  # type: ignore[call-overload]
+)
+
+
 class HistoryPage(BaseModel):
     total: int
-    rows: list[HistoryRow]
+    rows: list[HistoryRow]  # type: ignore[valid-type]
     enabled: bool = Field(description="false when the server runs without a prediction log")
