@@ -167,7 +167,11 @@ def main() -> int:
     parser.add_argument("--images", type=Path, help="folder of real images to send")
     parser.add_argument("--synthetic", action="store_true", help="smooth synthetic lesions instead")
     parser.add_argument("--heatmap", action="store_true", help="ask for heatmaps too")
-    parser.add_argument("--workers", type=int, help="server: inference batches run at once")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="server processes (serve --workers N; each gets cores/N ONNX Runtime threads)",
+    )
     parser.add_argument("--max-batch", type=int, help="server: most images per shared batch")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()

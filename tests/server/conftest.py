@@ -17,6 +17,8 @@ from dermalens.server.app import create_app
 from dermalens.server.protocol import uvicorn_options
 from dermalens.server.settings import ServerSettings
 
+from .postgres import Postgres, unavailable
+
 #: Small so the "too many bytes" cases stay fast; the default is 20 MiB.
 TEST_MAX_BYTES = 3 * 1024 * 1024
 
@@ -133,3 +135,24 @@ def meta_server(meta_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -
 def client(live_server: LiveServer) -> Iterator[httpx.Client]:
     with live_server.client() as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the session (skipped, with the reason, where none can run)."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    server = Postgres()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """A fresh, empty prediction log on each backend: a SQLite file, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "log.db"
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.database()

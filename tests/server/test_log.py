@@ -1,4 +1,6 @@
-"""The SQLite prediction log on its own: concurrent writers lose nothing, a failed write leaves nothing."""
+"""The prediction log on its own, on SQLite and on a real PostgreSQL: concurrent writers lose nothing,
+a failed write leaves nothing, the schema version is checked, and a database that goes away is
+reported (`LogUnavailable`) and recovered from."""
 
 from __future__ import annotations
 
@@ -7,8 +9,20 @@ import threading
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from dermalens.server.log import HistoryFilter, LogRow, PredictionLog
+from dermalens.server.log import (
+    SCHEMA_VERSION,
+    HistoryFilter,
+    LogRow,
+    LogSchemaError,
+    LogUnavailable,
+    PredictionLog,
+    log_url,
+    migrate,
+)
+
+from .postgres import Postgres
 
 
 def row(request_id: str, index: int, **changes: object) -> LogRow:
@@ -34,8 +48,8 @@ def row(request_id: str, index: int, **changes: object) -> LogRow:
     return LogRow(**values)
 
 
-def test_concurrent_writers_lose_no_rows(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path / "log.db")
+def test_concurrent_writers_lose_no_rows(log_target: str | Path) -> None:
+    log = PredictionLog(log_target)
     threads, per_thread = 16, 40
 
     def write(t: int) -> None:
@@ -49,30 +63,103 @@ def test_concurrent_writers_lose_no_rows(tmp_path: Path) -> None:
         worker.join()
     assert log.count() == threads * per_thread * 2
     log.close()
-    with sqlite3.connect(tmp_path / "log.db") as db:  # committed: visible to another connection
-        assert (
-            db.execute("SELECT COUNT(DISTINCT request_id) FROM predictions").fetchone()[0]
-            == threads * per_thread
-        )
+    other = PredictionLog(log_target)  # committed: visible to another connection (another server)
+    ids = {r["request_id"] for r in other.iter_all(chunk=97)}
+    assert len(ids) == threads * per_thread and other.count() == threads * per_thread * 2
+    other.close()
 
 
-def test_a_failed_write_is_rolled_back(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path / "log.db")
+def test_a_failed_write_is_rolled_back(log_target: str | Path) -> None:
+    log = PredictionLog(log_target)
     log.write([row("ok", 1)])
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(sa.exc.IntegrityError):
         log.write([row("bad", 2), row("bad", 3, sha256=None)])  # the second row breaks NOT NULL
     assert [r["request_id"] for r in log.query()] == ["ok"]
     log.write([row("after", 4)])  # the connection is usable afterwards
     assert log.count() == 2
+    log.close()
 
 
-def test_filters_and_export_order(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path / "log.db")
+def test_filters_and_export_order(log_target: str | Path) -> None:
+    log = PredictionLog(log_target)
     log.write([row("a", i) for i in range(30)])
     assert log.count(HistoryFilter(decision="malignant")) == 15
     assert log.count(HistoryFilter(ood=True)) == 10
     assert log.count(HistoryFilter(q="f1")) == 11  # f1, f10..f19
+    assert log.count(HistoryFilter(q="F1_MEL")) == 1  # case-insensitive on both databases
     assert log.count(HistoryFilter(q="%")) == 0  # LIKE wildcards are literal
     everything = list(log.iter_all(chunk=7))
     assert [r["id"] for r in everything] == list(range(30, 0, -1))
     assert everything[-1]["ood"] is True and everything[-1]["correct"] is False  # typed, not 0/1
+    assert everything[0]["metadata"] is None and everything[0]["image_stored"] is False
+    log.close()
+
+
+def test_a_log_of_another_schema_version_is_refused_until_migrated(log_target: str | Path) -> None:
+    PredictionLog(log_target).close()
+    engine = sa.create_engine(log_url(log_target))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE dermalens_schema SET version = :v"), {"v": SCHEMA_VERSION + 1})
+    with pytest.raises(LogSchemaError, match="newer dermalens"):
+        PredictionLog(log_target)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE dermalens_schema"))  # as logs were before versioning
+    engine.dispose()
+    with pytest.raises(LogSchemaError, match=r"schema version 0.*dermalens migrate-log"):
+        PredictionLog(log_target)
+    assert migrate(log_target) == (0, SCHEMA_VERSION)
+    assert migrate(log_target) == (SCHEMA_VERSION, SCHEMA_VERSION)
+    log = PredictionLog(log_target)
+    log.write([row("after-migration", 1)])
+    assert log.count() == 1
+    log.close()
+
+
+def test_a_sqlite_log_written_before_versioning_keeps_its_rows(tmp_path: Path) -> None:
+    """A log as dermalens wrote it before the version table (its own CREATE TABLE, sqlite3)."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL,"
+            " request_id TEXT NOT NULL, model_id TEXT NOT NULL, model_version TEXT NOT NULL,"
+            " filename TEXT NOT NULL, sha256 TEXT NOT NULL, size_bytes INTEGER NOT NULL, width INTEGER,"
+            " height INTEGER, prediction TEXT NOT NULL, decision TEXT NOT NULL, p_malignant REAL NOT NULL,"
+            " ood INTEGER NOT NULL, ood_score REAL, label TEXT, correct INTEGER, results TEXT NOT NULL,"
+            " image_path TEXT)"
+        )
+        db.execute(
+            "INSERT INTO predictions (created, request_id, model_id, model_version, filename, sha256,"
+            " size_bytes, prediction, decision, p_malignant, ood, results)"
+            " VALUES ('2026-01-01T00:00:00.000+00:00', 'old', 'm', '1', 'a.jpg', 'ab', 3, 'nv', 'benign',"
+            " 0.1, 1, '{}')"
+        )
+    with pytest.raises(LogSchemaError, match="migrate-log"):
+        PredictionLog(path)
+    migrate(path)
+    log = PredictionLog(path)
+    (old,) = log.query()
+    assert old["request_id"] == "old" and old["ood"] is True and old["correct"] is None
+    log.close()
+
+
+def test_unsupported_databases_are_named() -> None:
+    with pytest.raises(ValueError, match=r"unsupported log database 'mysql'.*postgresql://"):
+        log_url("mysql://u@h/db")
+    assert log_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert log_url(Path("x.db")).get_backend_name() == "sqlite"
+
+
+def test_a_database_that_goes_away_is_reported_and_recovered_from(postgres: Postgres) -> None:
+    log = PredictionLog(postgres.database())
+    log.write([row("before", 1)])
+    postgres.stop()
+    try:
+        with pytest.raises(LogUnavailable, match="cannot be written"):
+            log.write([row("during", 2)])
+        with pytest.raises(LogUnavailable, match="cannot be read"):
+            log.count()
+    finally:
+        postgres.start()
+    log.write([row("after", 3)])  # the pool reconnects by itself
+    assert [r["request_id"] for r in log.query()] == ["after", "before"]
+    log.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -143,7 +144,35 @@ def test_serve_command_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert [p.name for p in settings.models] == ["m1", "m2", "m3"]
     assert settings.port == 9000 and settings.host == "127.0.0.1" and settings.tta == 4
     assert settings.log_db == tmp_path / "x.db" and settings.store_images == tmp_path / "img"
+    assert settings.log_target() == tmp_path / "x.db" and settings.workers == 1
     assert args.func.__name__ == "run_serve"
+    url = "postgresql://u:secret@db.example/logs"
+    args = parser.parse_args(["serve", "--log-url", url, "--workers", "2", "--concurrent-batches", "2"])
+    settings = settings_from_args(args)
+    assert settings.log_target() == url and settings.workers == 2 and settings.concurrent_batches == 2
+    assert settings.ort_threads() == max(1, (os.cpu_count() or 1) // 2)  # the cores shared out
+    assert settings_from_args(parser.parse_args(["serve", "--threads", "3"])).ort_threads() == 3
+    with pytest.raises(ValueError, match="unsupported log database"):
+        settings_from_args(parser.parse_args(["serve", "--log-url", "oracle://x/y"]))
+
+
+def test_worker_processes_rebuild_the_same_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`serve --workers N` hands the settings to its processes through the environment."""
+    given = ServerSettings(
+        models=[tmp_path / "a", tmp_path / "b"], log_url="postgresql://u@h/db", store_images=None, workers=3
+    )
+    for name, value in given.to_environment().items():
+        monkeypatch.setenv(name, value)
+    assert ServerSettings() == given
+
+
+def test_migrate_log_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dermalens.cli import main
+
+    assert main(["migrate-log", "--log-db", str(tmp_path / "new.db")]) == 0
+    assert main(["migrate-log", "--log-url", f"sqlite:///{tmp_path / 'new.db'}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("new log, schema version 1") and out[1].endswith("already at schema version 1")
 
 
 def test_heatmap_colours() -> None:

@@ -56,9 +56,12 @@ class SecurityHeaders:
 
 
 def _load(settings: ServerSettings, classifier: Classifier | None) -> ServerState:
-    classifier = classifier or Classifier.load(settings.model_arg(), tta=settings.tta)
-    prediction_log = PredictionLog(settings.log_db) if settings.log_db is not None else None
-    service = InferenceService(classifier, settings.max_batch, settings.workers)
+    classifier = classifier or Classifier.load(
+        settings.model_arg(), tta=settings.tta, threads=settings.ort_threads()
+    )
+    target = settings.log_target()
+    prediction_log = PredictionLog(target) if target is not None else None
+    service = InferenceService(classifier, settings.max_batch, settings.concurrent_batches)
     meta = classifier.meta
     block = {
         "model_id": meta.model_id,
@@ -84,7 +87,7 @@ def create_app(settings: ServerSettings | None = None, classifier: Classifier | 
             "serving %s (%d member(s)); log: %s; images stored: %s",
             state.classifier.meta.model_id,
             len(state.classifier.members),
-            settings.log_db or "off",
+            state.log or "off",
             settings.store_images or "no",
         )
         try:
@@ -111,3 +114,8 @@ def create_app(settings: ServerSettings | None = None, classifier: Classifier | 
     static = Path(str(resources.files("dermalens.server") / "static"))
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of `dermalens serve --workers N` (settings from ``DERMALENS_*``)."""
+    return create_app(ServerSettings())

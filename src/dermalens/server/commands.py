@@ -8,6 +8,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="SQLite prediction log (default ~/.local/share/dermalens/predictions.db; 'off' disables it)",
     )
     serve.add_argument(
+        "--log-url",
+        metavar="URL",
+        help="prediction log in a database instead: postgresql://user:password@host/db (shared by several "
+        "servers) or sqlite:///path; replaces --log-db",
+    )
+    serve.add_argument(
         "--store-images",
         type=Path,
         metavar="DIR",
@@ -43,8 +50,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     serve.add_argument("--max-files", type=int, help="most images per request (default 20)")
     serve.add_argument("--max-bytes", type=int, help="most bytes per request (default 20 MiB)")
-    serve.add_argument("--workers", type=int, help="inference batches run at once (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes (default 1), each with its own model and cores/N ONNX Runtime threads",
+    )
+    serve.add_argument(
+        "--threads", type=int, help="ONNX Runtime threads per process (default: cores/workers)"
+    )
+    serve.add_argument(
+        "--concurrent-batches", type=int, help="inference batches one process runs at once (default 1)"
+    )
     serve.set_defaults(func=run_serve)
+
+    migrate = sub.add_parser(
+        "migrate-log",
+        help="upgrade a prediction log to this version's schema",
+        description="Upgrade the prediction log (SQLite file or database URL) to the schema this dermalens "
+        "reads. Servers refuse a log of another version; back it up before migrating.",
+    )
+    where = migrate.add_mutually_exclusive_group()
+    where.add_argument(
+        "--log-db", type=Path, metavar="PATH", help="SQLite log (default: the server's default)"
+    )
+    where.add_argument("--log-url", metavar="URL", help="database URL (postgresql://... or sqlite:///...)")
+    migrate.set_defaults(func=run_migrate_log)
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -57,10 +87,13 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "port": args.port,
         "tta": args.tta,
         "log_db": args.log_db,
+        "log_url": args.log_url,
         "store_images": args.store_images,
         "max_files": args.max_files,
         "max_bytes": args.max_bytes,
         "workers": args.workers,
+        "threads": args.threads,
+        "concurrent_batches": args.concurrent_batches,
     }
     return ServerSettings(**{k: v for k, v in given.items() if v is not None})
 
@@ -71,20 +104,48 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from dermalens.inference.predictor import Classifier
     from dermalens.server.app import create_app
+    from dermalens.server.log import PredictionLog
     from dermalens.server.protocol import uvicorn_options
 
     try:
         settings = settings_from_args(args)
     except ValidationError as err:
         raise ValueError(f"invalid server settings: {err}") from None
-    # Load before uvicorn starts: a missing or damaged model is a one-line error, not a traceback.
-    classifier = Classifier.load(settings.model_arg(), tta=settings.tta)
-    uvicorn.run(
-        create_app(settings, classifier),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        timeout_graceful_shutdown=10,
+    # Open the model and the log before uvicorn starts: a missing model, a database that is down or a
+    # log of another schema version is a one-line error, not a traceback per worker.
+    classifier = Classifier.load(settings.model_arg(), tta=settings.tta, threads=settings.ort_threads())
+    if (target := settings.log_target()) is not None:
+        PredictionLog(target).close()
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "timeout_graceful_shutdown": 10,
         **uvicorn_options(),
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, classifier), **options)
+        return 0
+    # Several processes: uvicorn's own supervisor starts each worker, which builds its app from the
+    # environment (the same validated settings, exported), so every process serves the same thing.
+    del classifier
+    os.environ.update(settings.to_environment())
+    uvicorn.run(
+        "dermalens.server.app:app_from_environment", factory=True, workers=settings.workers, **options
     )
+    return 0
+
+
+def run_migrate_log(args: argparse.Namespace) -> int:
+    from dermalens.server.log import describe, migrate
+    from dermalens.server.settings import default_log_db
+
+    target = args.log_url or args.log_db or default_log_db()
+    before, after = migrate(target)
+    if before is None:
+        print(f"{describe(target)}: new log, schema version {after}")
+    elif before == after:
+        print(f"{describe(target)}: already at schema version {after}")
+    else:
+        print(f"{describe(target)}: schema version {before} → {after}")
     return 0

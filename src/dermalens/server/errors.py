@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dermalens.server.log import LogUnavailable
+
 log = logging.getLogger(__name__)
 
 #: Bytes of an oversized body read and dropped so the client gets the 413; beyond, the socket closes.
@@ -147,6 +149,11 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(422, {"detail": detail, "errors": errors})
 
 
+async def log_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The prediction log's database is down: 503 with its reason; the client may retry."""
+    return _json(503, {"detail": f"{exc}; nothing was logged, try again later"}, {"Retry-After": "5"})
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback, answered as JSON without internals."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -157,5 +164,6 @@ def install(app: FastAPI, max_bytes: int) -> None:
     """Register the handlers and the body limit on `app`."""
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(LogUnavailable, log_unavailable)
     app.add_exception_handler(Exception, unexpected_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)

@@ -152,6 +152,8 @@ class Health(BaseModel):
     version: str
     uptime_s: float
     log: bool
+    #: The server process that answered (several answer in turn with ``serve --workers N``).
+    process: int
 
 
 class _HistoryExtra(BaseModel):

@@ -9,6 +9,7 @@ still applies when no model is given here.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,27 +41,63 @@ class ServerSettings(BaseSettings):
     max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     #: SQLite prediction log; None disables logging (and the history page shows nothing).
     log_db: Path | None = Field(default_factory=default_log_db)
+    #: A database URL for the log instead (``postgresql://user:pw@host/db``, shared by several
+    #: servers, or ``sqlite:///path``); when given it replaces `log_db`.
+    log_url: str | None = None
     #: Folder where uploaded images are kept (by SHA-256); None = images are never stored.
     store_images: Path | None = None
     #: Most images merged into one inference batch across concurrent requests.
     max_batch: int = Field(default=16, ge=1, le=256)
-    #: Batches run at the same time (each uses all ONNX Runtime threads).
+    #: Server processes (uvicorn workers), each with its own model and a share of the CPU threads.
     workers: int = Field(default=1, ge=1, le=64)
+    #: Inference batches one process runs at the same time.
+    concurrent_batches: int = Field(default=1, ge=1, le=64)
+    #: ONNX Runtime threads per process; 0 = the machine's cores divided among the workers.
+    threads: int = Field(default=0, ge=0, le=512)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
-    @field_validator("log_db", "store_images", mode="before")
+    @field_validator("log_db", "store_images", "log_url", mode="before")
     @classmethod
     def _off_means_none(cls, value: object) -> object:
-        """``--log-db off`` (or an empty value) disables the log."""
+        """``--log-db off`` / ``--log-url off`` (or an empty value) means none."""
         if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "no", "false"):
             return None
+        return value
+
+    @field_validator("log_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        """A URL the log can open (SQLite or PostgreSQL), checked here so a typo fails at start."""
+        if value is not None:
+            from dermalens.server.log import log_url
+
+            log_url(value)
         return value
 
     @field_validator("log_db", "store_images")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    def log_target(self) -> str | Path | None:
+        """Where the prediction log lives (a URL or a SQLite path), or None when logging is off."""
+        return self.log_url or self.log_db
+
+    def ort_threads(self) -> int:
+        """ONNX Runtime threads for one worker process: given, or the cores shared out evenly."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+
+    def to_environment(self) -> dict[str, str]:
+        """These settings as ``DERMALENS_*`` variables, from which each worker process rebuilds them."""
+        out = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, list):
+                text = json.dumps([str(v) for v in value])
+            else:
+                text = "off" if value is None else str(value)
+            out[f"DERMALENS_{name.upper()}"] = text
+        return out
 
     def model_arg(self) -> list[str] | None:
         """What `Classifier.load` takes: None for the bundled model, else the paths."""

@@ -79,6 +79,8 @@ async def get_history(
 async def get_history_csv(request: Request, q: Q = "", decision: DecisionQ = None, ood: OodQ = None) -> Any:
     state = get_state(request)
     where = _filter(q, decision, ood)
+    if state.log is not None:  # a database that is down answers 503 now, not a cut-off file later
+        await anyio.to_thread.run_sync(state.log.count, where)
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()

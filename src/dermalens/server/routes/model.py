@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -31,4 +32,5 @@ async def health(request: Request) -> dict[str, Any]:
         "version": __version__,
         "uptime_s": round(time.time() - state.started, 1),
         "log": state.log is not None,
+        "process": os.getpid(),
     }

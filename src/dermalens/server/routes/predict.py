@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from typing import Annotated, Any
 
@@ -13,7 +12,6 @@ from dermalens.inference.decode import ACCEPTED_HELP, ImageDecodeError
 from dermalens.inference.metadata import SEX_SPELLINGS
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
 from dermalens.server.batcher import Options, Result
-from dermalens.server.errors import ApiError
 from dermalens.server.log import LogRow
 from dermalens.server.render import result_dict
 from dermalens.server.schemas import ErrorResponse, PredictResponse
@@ -158,8 +156,5 @@ def _finish(
             )
         )
     if state.log is not None:
-        try:
-            state.log.write(rows)
-        except sqlite3.Error as err:
-            raise ApiError(503, f"the prediction log cannot be written ({err}); try again later") from None
+        state.log.write(rows)  # LogUnavailable → 503: a prediction is never reported that was not logged
     return items
