@@ -36,6 +36,8 @@ def test_three_trial_study_writes_best_config_trials_and_plots(tmp_path, tiny_da
     with open(out / "trials.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 and {r["state"] for r in rows} <= {"COMPLETE", "PRUNED"}
+    base = yaml.safe_load(config.read_text())
+    assert float(rows[0]["stages.0.lr"]) == pytest.approx(base["stages"][0]["lr"])  # trial 0: hand-set
     assert set(list(rows[0])[-3:]) == {"stages.0.lr", "balance.power", "preprocessing.input_size"}
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["stages"][0]["lr"] == pytest.approx(result["params"]["stages.0.lr"])

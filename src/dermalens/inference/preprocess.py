@@ -41,6 +41,12 @@ class Preprocessing:
     #: (width, height) every larger image is first reduced to (antialiased); None = straight to
     #: the input size (the models before issue #14).
     working_size: tuple[int, int] | None = None
+    #: "none" or "clahe": contrast-limited adaptive histogram equalisation of the lightness (CIELAB L),
+    #: after colour constancy, at training and serving alike. Needs OpenCV (`dermalens[clahe]`).
+    contrast: str = "none"
+    #: CLAHE tiles (columns, rows) and clip limit (OpenCV's: multiples of a uniform histogram bin).
+    clahe_tiles: tuple[int, int] = (8, 8)
+    clahe_clip: float = 2.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +54,7 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         fields = dict(data)
-        for key in ("input_size", "mean", "std", "working_size"):
+        for key in ("input_size", "mean", "std", "working_size", "clahe_tiles"):
             if fields.get(key) is not None:
                 fields[key] = tuple(fields[key])
         return cls(**fields)
@@ -58,6 +64,14 @@ class Preprocessing:
             raise ValueError(f"color_constancy {self.color_constancy!r}; valid: shades_of_gray, none")
         if self.resize not in ("crop_to_aspect", "stretch"):
             raise ValueError(f"resize {self.resize!r}; valid: crop_to_aspect, stretch")
+        if self.contrast not in ("none", "clahe"):
+            raise ValueError(f"contrast {self.contrast!r}; valid: none, clahe")
+        if self.contrast == "clahe":
+            if not (self.clahe_clip > 0 and min(self.clahe_tiles) >= 1):
+                raise ValueError(
+                    f"clahe_clip must be > 0 and clahe_tiles ≥ 1, got {self.clahe_clip}, {self.clahe_tiles}"
+                )
+            _opencv()
 
 
 def crop_to_aspect(rgb: np.ndarray, aspect: float) -> np.ndarray:
@@ -107,9 +121,34 @@ def resize_to_input(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
     return np.asarray(image) if image is not None else rgb
 
 
+def _opencv() -> Any:
+    """OpenCV, only for models that use CLAHE: the light serving install goes without it."""
+    try:
+        import cv2
+    except ImportError:
+        raise ImportError(
+            "this model's preprocessing uses CLAHE contrast enhancement, which needs OpenCV: "
+            "pip install 'dermalens[clahe]' (opencv-python-headless)"
+        ) from None
+    cv2.setNumThreads(1)  # images are already processed in parallel threads; no nested pool
+    return cv2
+
+
+def clahe(rgb: np.ndarray, tiles: tuple[int, int] = (8, 8), clip: float = 2.0) -> np.ndarray:
+    """CLAHE on the CIELAB lightness only, so hues (the pigment network's browns, a lesion's red)
+    keep their colour while local contrast rises. OpenCV's: about 1 ms on a 224×168 image."""
+    cv2 = _opencv()
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=float(clip), tileGridSize=tuple(tiles)).apply(lab[..., 0])
+    return np.asarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))
+
+
 def color_correct(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
-    """Apply the artifact's colour constancy (training applies colour augmentation before this)."""
-    return shades_of_gray(rgb, spec.sog_power) if spec.color_constancy == "shades_of_gray" else rgb
+    """The artifact's photometric steps: colour constancy, then CLAHE if it asks for it (training
+    applies its colour augmentation before this, so both see the same pipeline)."""
+    if spec.color_constancy == "shades_of_gray":
+        rgb = shades_of_gray(rgb, spec.sog_power)
+    return clahe(rgb, spec.clahe_tiles, spec.clahe_clip) if spec.contrast == "clahe" else rgb
 
 
 def canonical(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:

@@ -88,6 +88,10 @@ class ArtifactMeta:
                 f"artifact format {data['format_version']} is newer than this dermalens ({FORMAT_VERSION}); upgrade"
             )
         data["preprocessing"] = Preprocessing.from_dict(data.get("preprocessing", {}))
+        try:  # here, at load: a model needing OpenCV (CLAHE) says so before its first image
+            data["preprocessing"].validate()
+        except ValueError as err:
+            raise ArtifactError(f"preprocessing: {err}") from None
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -11,6 +11,8 @@
 - Each trial is an ordinary training run (`Trainer.fit`, the one training loop), whose
   per-epoch validation metric (the config's ``early_stopping_metric``) is reported to Optuna;
   the median pruner stops trials that fall below the median of earlier trials at the same epoch.
+- Trial 0 is the hand-set recipe: the base config's own values of the searched keys (where they
+  lie in the space), so the study measures what the search found against it under the same budget.
 - TPE sampling, seeded by the config's seed. The study is stored in SQLite, so a killed search
   resumes: trials left "running" by the kill are marked failed and the remaining ones run.
 - Written to ``--out``: ``best.yaml`` (the best trial's resolved config, trainable as it is),
@@ -68,6 +70,25 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return values
 
 
+def hand_set(base: dict[str, Any], space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The base config's value of each searched key, as Optuna stores it (categoricals by index);
+    keys whose value lies outside the space are left for the sampler."""
+    values: dict[str, Any] = {}
+    for key, spec in space.items():
+        node: Any = base
+        try:
+            for part in key.split("."):
+                node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue
+        if spec["type"] == "categorical":
+            if node in spec["choices"]:
+                values[key] = spec["choices"].index(node)
+        elif isinstance(node, int | float) and spec["low"] <= node <= spec["high"]:
+            values[key] = node
+    return values
+
+
 def trial_config(raw: dict[str, Any], values: dict[str, Any], number: int, out_dir: Path) -> TrainConfig:
     """The base config with the trial's values set, in its own run folder below `out_dir`."""
     overrides = [
@@ -108,6 +129,8 @@ def tune(
         sampler=optuna.samplers.TPESampler(seed=base.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
+    if not study.trials:
+        study.enqueue_trial(hand_set(base.to_dict(), space), user_attrs={"hand_set": True})
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(stale.number, state=TrialState.FAIL)  # killed with the last search: rerun its slot
         log.info("trial %d was interrupted; marked failed", stale.number)
