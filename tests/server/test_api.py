@@ -111,7 +111,19 @@ def test_health_and_openapi(client: httpx.Client) -> None:
     schema = client.get("/openapi.json").json()
     assert {"/api/v1/predict", "/api/v1/model", "/api/v1/health", "/api/v1/history"} <= set(schema["paths"])
     body = schema["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]
-    assert "multipart/form-data" in body
+    form = body["multipart/form-data"]["schema"]["properties"]
+    # The documented bounds are the validated ones: each edge is accepted, one step past it is not.
+    assert (form["tta"]["minimum"], form["tta"]["maximum"]) == (1, 8)
+    assert (form["threshold"]["minimum"], form["threshold"]["maximum"]) == (0, 1)
+    assert form["age"]["maximum"] == 120 and "female" in form["sex"]["enum"]
+    assert set(form) == {"files", "tta", "heatmap", "threshold", "labels", "age", "sex", "site"}
+    files = {"files": ("e.jpg", jpeg(5), "image/jpeg")}
+    for field, good, bad in (
+        ("tta", form["tta"]["maximum"], form["tta"]["maximum"] + 1),
+        ("age", form["age"]["maximum"], form["age"]["maximum"] + 1),
+    ):
+        assert client.post("/api/v1/predict", files=files, data={field: str(good)}).status_code == 200
+        assert client.post("/api/v1/predict", files=files, data={field: str(bad)}).status_code == 422
 
 
 def test_history_json_csv_and_stored_images(live_server: LiveServer, client: httpx.Client) -> None:

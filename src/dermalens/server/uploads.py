@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from dermalens.inference.decode import ACCEPTED_HELP, ImageDecodeError, decode_with_size
-from dermalens.inference.metadata import MAX_AGE, METADATA_FIELDS, PatientMetadata
+from dermalens.inference.metadata import MAX_AGE, METADATA_FIELDS, SEX_SPELLINGS, PatientMetadata
 from dermalens.server.errors import ApiError
 from dermalens.server.sniff import sniff, unsupported_message
 from dermalens.taxonomy import SITE_GROUPS, UnknownLabelError, label_from_filename, normalize_label
@@ -47,13 +47,64 @@ MULTIPART_HELP = "send multipart/form-data with the images in the repeatable fie
 
 
 class PredictOptions(BaseModel):
-    """The form options of `POST /predict`."""
+    """The form options of `POST /predict`: these Field bounds validate them and, through
+    `form_schema`, are what the OpenAPI document shows."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tta: int | None = Field(None, ge=1, le=8)
-    heatmap: bool = False
-    threshold: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    tta: int | None = Field(None, ge=1, le=8, description=FIELDS_HELP["tta"])
+    heatmap: bool = Field(False, description=FIELDS_HELP["heatmap"])
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, allow_inf_nan=False, description=FIELDS_HELP["threshold"]
+    )
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A property of `X | None` as plain X (a form field is left out rather than sent as null)."""
+    variants = [v for v in prop.get("anyOf", []) if v.get("type") != "null"]
+    merged = {**prop, **(variants[0] if variants else {})}
+    merged.pop("anyOf", None)
+    merged.pop("title", None)
+    return merged
+
+
+def form_schema() -> dict[str, Any]:
+    """The multipart body's JSON schema for OpenAPI, from the constants that validate it: the
+    options model's bounds, `MAX_AGE`, `SEX_SPELLINGS`, `SITE_GROUPS`, `FIELDS_HELP`."""
+    options = PredictOptions.model_json_schema()["properties"]
+    properties: dict[str, Any] = {
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": FIELDS_HELP["files"],
+        },
+        **{name: _not_null(prop) for name, prop in options.items()},
+        "labels": {"type": "array", "items": {"type": "string"}, "description": FIELDS_HELP["labels"]},
+        "age": {"type": "number", "minimum": 0, "maximum": MAX_AGE, "description": FIELDS_HELP["age"]},
+        "sex": {"type": "string", "enum": list(SEX_SPELLINGS), "description": FIELDS_HELP["sex"]},
+        "site": {"type": "string", "examples": list(SITE_GROUPS), "description": FIELDS_HELP["site"]},
+    }
+    assert set(properties) == set(FIELDS_HELP), "every accepted field is documented, and only those"
+    return {"type": "object", "required": ["files"], "properties": properties}
+
+
+@dataclass
+class PredictRequest:
+    """A `POST /predict` request that passed the shape and content stages: files (read, sniffed, not
+    yet decoded), the validated options and the patient metadata (validated once, here)."""
+
+    uploads: list[Upload]
+    options: PredictOptions
+    patient: PatientMetadata
+
+
+async def predict_request(request: Request) -> PredictRequest:
+    """The route's dependency (``Annotated[PredictRequest, Depends(predict_request)]``)."""
+    from dermalens.server.state import get_state
+
+    uploads, options, patient = await read_predict_request(request, get_state(request).settings.max_files)
+    check_content(uploads)
+    return PredictRequest(uploads, options, patient)
 
 
 @dataclass

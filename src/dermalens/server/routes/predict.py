@@ -6,10 +6,9 @@ import uuid
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from dermalens.inference.decode import ACCEPTED_HELP, ImageDecodeError
-from dermalens.inference.metadata import SEX_SPELLINGS
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
 from dermalens.server.batcher import Options, Result
 from dermalens.server.log import LogRow
@@ -18,39 +17,17 @@ from dermalens.server.schemas import ErrorResponse, PredictResponse
 from dermalens.server.state import ServerState, get_state
 from dermalens.server.storage import store_image
 from dermalens.server.uploads import (
-    FIELDS_HELP,
+    PredictRequest,
     Upload,
-    check_content,
     file_error,
     files_failed,
+    form_schema,
     inspect,
-    read_predict_request,
+    predict_request,
 )
 
 router = APIRouter(tags=["predict"])
 
-_FORM_SCHEMA = {
-    "type": "object",
-    "required": ["files"],
-    "properties": {
-        "files": {
-            "type": "array",
-            "items": {"type": "string", "format": "binary"},
-            "description": FIELDS_HELP["files"],
-        },
-        "tta": {"type": "integer", "minimum": 1, "maximum": 8, "description": FIELDS_HELP["tta"]},
-        "heatmap": {"type": "boolean", "default": False, "description": FIELDS_HELP["heatmap"]},
-        "threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": FIELDS_HELP["threshold"]},
-        "labels": {"type": "array", "items": {"type": "string"}, "description": FIELDS_HELP["labels"]},
-        "age": {"type": "number", "minimum": 0, "maximum": 120, "description": FIELDS_HELP["age"]},
-        "sex": {
-            "type": "string",
-            "enum": list(SEX_SPELLINGS),
-            "description": FIELDS_HELP["sex"],
-        },
-        "site": {"type": "string", "description": FIELDS_HELP["site"]},
-    },
-}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
@@ -67,19 +44,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=PredictResponse,
     responses=_ERRORS,
     openapi_extra={
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM_SCHEMA}}}
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema()}}}
     },
     summary="Predict malignancy, diagnosis, OOD flag (and heatmaps) for up to max_files images",
 )
 async def predict(
     request: Request,
+    body: Annotated[PredictRequest, Depends(predict_request)],
     compare: Annotated[
         bool, Query(description="also return each ensemble member's own result (several models loaded)")
     ] = False,
 ) -> dict[str, Any]:
     state = get_state(request)
-    uploads, options, patient = await read_predict_request(request, state.settings.max_files)
-    check_content(uploads)
+    uploads, options, patient = body.uploads, body.options, body.patient
     await anyio.to_thread.run_sync(inspect, uploads, state.classifier.engine.decode_size())
     bad = [_decode_error(u, u.error) for u in uploads if u.error is not None]
     if bad:
