@@ -74,3 +74,17 @@ def test_api_and_evaluate_agree_for_a_two_member_ensemble(
         assert [float(row[f"p_{c}"]) for c in DX_CODES] == pytest.approx(
             list(result.probabilities.values()), abs=1e-9
         )
+
+
+def test_network_inputs_are_what_the_network_is_fed(tiny_artifact_other: Path, tmp_path: Path) -> None:
+    """INT8 calibration reads `network_inputs`: the engine's own decode and preprocessing (here a
+    member with a working size and no colour constancy), unreadable files skipped."""
+    from dermalens.inference.preprocess import prepare
+
+    engine = Engine.load(tiny_artifact_other)
+    spec = engine.meta.preprocessing
+    good = save_image(tmp_path / "a.jpg", lesion_like(4, (400, 300)))
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    inputs = list(engine.network_inputs([good, tmp_path / "bad.jpg", good]))
+    assert len(inputs) == 2 and inputs[0].shape == (3, spec.input_size[1], spec.input_size[0])
+    np.testing.assert_array_equal(inputs[0], prepare(good, spec))

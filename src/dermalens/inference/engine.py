@@ -15,7 +15,7 @@ averaged. Nothing here imports torch, evaluation or training.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,6 +259,16 @@ class Engine:
                 for j, maps in enumerate(cam_views)
             ]
         return EngineRun(outputs, combined, rows, errors, kept, cams)
+
+    def network_inputs(self, images: Sequence[ImageInput], member: int = 0) -> Iterator[np.ndarray]:
+        """What `member`'s network is fed for each image (3×H×W float32, first TTA view), decoded
+        and preprocessed exactly as `run` does: e.g. INT8 calibration data. Unreadable images are
+        skipped."""
+        spec = self.members[member].meta.preprocessing
+        for start in range(0, len(images), CHUNK):
+            for prepared in _prepare_many(images[start : start + CHUNK], [spec], spec.input_size, None):
+                if not isinstance(prepared, ImageDecodeError):
+                    yield normalize(prepared[0], spec)
 
     @staticmethod
     def _infer_member(

@@ -9,6 +9,7 @@ change can be measured with `dermalens evaluate`/`compare` before anyone serves 
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from dermalens.inference.decode import ImageInput
+from dermalens.inference.engine import Engine
 from dermalens.inference.metadata import MetadataEncoding
-from dermalens.inference.preprocess import prepare
 from dermalens.models.artifact import META_FILE, ONNX_FILE, load_meta, write_meta
 
 
@@ -57,13 +58,12 @@ def quantize_artifact(
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(folder, out)
-    spec = meta.preprocessing
-
     size = min(batch, len(calibration))
+    inputs = Engine.load(folder, verify=False).network_inputs(calibration)  # verified by load_meta
 
     def batches() -> Iterator[np.ndarray]:  # equal-sized batches: histogram calibrators stack them
-        for start in range(0, len(calibration) - size + 1, size):
-            yield np.stack([prepare(item, spec) for item in calibration[start : start + size]])
+        while len(group := list(itertools.islice(inputs, size))) == size:
+            yield np.stack(group)
 
     prepared = out / "model.pre.onnx"
     quant_pre_process(str(folder / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
