@@ -61,7 +61,11 @@ def test_ablation_configs_start_from_the_bundled_model():
         "late-fusion",
         "full-metadata",
         "full-hierarchical",
+        "clahe-cpu",
     }
+    clahe = configs["clahe-cpu"]  # from ImageNet, against the small recipe: only the contrast step differs
+    assert clahe.preprocessing.contrast == "clahe" and clahe.model.checkpoint is None
+    assert clahe.data.split_file == "configs/splits/ham10000-seed0.json"
     assert configs["late-fusion"].model.fusion == "late" and configs["late-fusion"].model.metadata
     for name in ("image-heads", "metadata", "hierarchical", "late-fusion"):
         config = configs[name]
