@@ -62,7 +62,17 @@ class Postgres:
         )
 
     def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self._as, str(self.bin / tool), *args], check=True, capture_output=True, timeout=120)
+        done = subprocess.run(
+            [*self._as, str(self.bin / tool), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.folder,  # a directory the postgres user may enter (the checkout may not be)
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{tool} {' '.join(args)} failed ({done.returncode}): {done.stderr or done.stdout}"
+            )
 
     def start(self) -> None:
         options = (
@@ -90,6 +100,6 @@ class Postgres:
         return self.url(name)
 
     def remove(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+        with contextlib.suppress(RuntimeError):  # already stopped
             self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
