@@ -52,9 +52,10 @@ class Postgres:
         bin_dir = _bin_dir()
         assert bin_dir is not None, unavailable()
         self.bin = bin_dir
-        self.folder = Path(tempfile.mkdtemp(prefix="dermalens-pg-"))
-        self.port = free_port()
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        # As root, in /tmp itself: a $TMPDIR only root may enter would lock the postgres user out.
+        self.folder = Path(tempfile.mkdtemp(prefix="dermalens-pg-", dir="/tmp" if self._as else None))
+        self.port = free_port()
         if self._as:
             shutil.chown(self.folder, "postgres")
         self._run(
