@@ -180,3 +180,12 @@ def test_heatmap_colours() -> None:
     assert rgba.shape == (1, 4, 4) and rgba.dtype == np.uint8
     assert rgba[0, 0, 3] == 0 and rgba[0, 2, 3] >= 180  # nothing → transparent, strongest → most opaque
     assert tuple(rgba[0, 2, :3]) == (255, 0, 0)
+
+
+def test_a_log_database_that_is_down_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from dermalens.cli import main
+
+    assert main(["migrate-log", "--log-url", "postgresql://nobody:secret@127.0.0.1:1/none"]) == 2
+    error = capsys.readouterr().err
+    assert "cannot open the prediction log postgresql+psycopg://nobody:***@127.0.0.1:1/none" in error
+    assert "secret" not in error and "Traceback" not in error

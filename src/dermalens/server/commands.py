@@ -104,7 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from dermalens.inference.predictor import Classifier
     from dermalens.server.app import create_app
-    from dermalens.server.log import PredictionLog
+    from dermalens.server.log import LogSchemaError, LogUnavailable, PredictionLog
     from dermalens.server.protocol import uvicorn_options
 
     try:
@@ -115,7 +115,10 @@ def run_serve(args: argparse.Namespace) -> int:
     # log of another schema version is a one-line error, not a traceback per worker.
     classifier = Classifier.load(settings.model_arg(), tta=settings.tta, threads=settings.ort_threads())
     if (target := settings.log_target()) is not None:
-        PredictionLog(target).close()
+        try:
+            PredictionLog(target).close()
+        except (LogUnavailable, LogSchemaError) as err:
+            raise ValueError(str(err)) from None
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -137,11 +140,14 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_migrate_log(args: argparse.Namespace) -> int:
-    from dermalens.server.log import describe, migrate
+    from dermalens.server.log import LogSchemaError, LogUnavailable, describe, migrate
     from dermalens.server.settings import default_log_db
 
     target = args.log_url or args.log_db or default_log_db()
-    before, after = migrate(target)
+    try:
+        before, after = migrate(target)
+    except (LogUnavailable, LogSchemaError) as err:
+        raise ValueError(str(err)) from None
     if before is None:
         print(f"{describe(target)}: new log, schema version {after}")
     elif before == after:

@@ -193,6 +193,12 @@ def _version(conn: Connection) -> int | None:
     return 0 if PREDICTIONS.name in tables else None
 
 
+def _create(conn: Connection) -> None:
+    """The current schema, stamped with its version, in an empty database."""
+    _METADATA.create_all(conn)
+    conn.execute(VERSION_TABLE.insert().values(version=SCHEMA_VERSION))
+
+
 def _retrying(step: Callable[[], Any], attempts: int = 5) -> Any:
     """Run `step`, again after a moment if it fails: workers starting together on an empty database
     race to create the schema, and every one but the first then finds it made."""
@@ -228,8 +234,7 @@ class PredictionLog:
         with self._engine.begin() as conn:
             version = _version(conn)
             if version is None:
-                _METADATA.create_all(conn)
-                conn.execute(VERSION_TABLE.insert().values(version=SCHEMA_VERSION))
+                _create(conn)
             elif version > SCHEMA_VERSION:
                 raise LogSchemaError(
                     f"the prediction log {self} has schema version {version}, written by a newer dermalens; "
@@ -302,26 +307,32 @@ class PredictionLog:
 def migrate(target: str | Path) -> tuple[int | None, int]:
     """Upgrade the log at `target` to `SCHEMA_VERSION`, one step per version, in one transaction.
     Returns (version before, version after); an empty database (before: None) gets the schema."""
-    engine = _engine(log_url(target))
+    url = log_url(target)
+    engine = _engine(url)
     try:
-        with engine.begin() as conn:
-            before = _version(conn)
-            if before is None:
-                _METADATA.create_all(conn)
-                conn.execute(VERSION_TABLE.insert().values(version=SCHEMA_VERSION))
-                return None, SCHEMA_VERSION
-            if before > SCHEMA_VERSION:
-                raise LogSchemaError(
-                    f"schema version {before} is newer than this dermalens ({SCHEMA_VERSION})"
-                )
-            for version in range(before, SCHEMA_VERSION):
-                MIGRATIONS[version](conn)
-            VERSION_TABLE.create(conn, checkfirst=True)
-            conn.execute(VERSION_TABLE.delete())
-            conn.execute(VERSION_TABLE.insert().values(version=SCHEMA_VERSION))
-            return before, SCHEMA_VERSION
+        return _migrate(engine)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+        shown = url.render_as_string(hide_password=True)
+        raise LogUnavailable(f"cannot open the prediction log {shown}: {_reason(err)}") from None
     finally:
         engine.dispose()
+
+
+def _migrate(engine: sa.Engine) -> tuple[int | None, int]:
+    """The steps of `migrate`, in one transaction."""
+    with engine.begin() as conn:
+        before = _version(conn)
+        if before is None:
+            _create(conn)
+            return None, SCHEMA_VERSION
+        if before > SCHEMA_VERSION:
+            raise LogSchemaError(f"schema version {before} is newer than this dermalens ({SCHEMA_VERSION})")
+        for version in range(before, SCHEMA_VERSION):
+            MIGRATIONS[version](conn)
+        VERSION_TABLE.create(conn, checkfirst=True)
+        conn.execute(VERSION_TABLE.delete())
+        conn.execute(VERSION_TABLE.insert().values(version=SCHEMA_VERSION))
+        return before, SCHEMA_VERSION
 
 
 def _reason(err: SQLAlchemyError) -> str:
