@@ -122,6 +122,10 @@ class LogUnavailable(RuntimeError):
     """The log cannot be read or written now (database down, disk full, locked too long)."""
 
 
+#: Driver errors that mean the database is not there now (rather than a bug in a query).
+_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
 class LogSchemaError(RuntimeError):
     """The log's schema version is not the one this program reads; nothing was changed."""
 
@@ -163,9 +167,9 @@ def log_url(target: str | Path) -> URL:
     return url
 
 
-def describe(target: str | Path) -> str:
+def describe(target: str | Path | URL) -> str:
     """The log's URL without its password, for messages and the start-up line."""
-    return log_url(target).render_as_string(hide_password=True)
+    return (target if isinstance(target, URL) else log_url(target)).render_as_string(hide_password=True)
 
 
 def _engine(url: URL) -> sa.Engine:
@@ -227,7 +231,7 @@ class PredictionLog:
             raise
 
     def __str__(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        return describe(self.url)
 
     def _prepare(self) -> None:
         """Create the schema in an empty database; refuse a log of another version."""
@@ -256,8 +260,12 @@ class PredictionLog:
         try:
             with self._engine.begin() as conn:
                 conn.execute(PREDICTIONS.insert(), values)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+        except _DOWN as err:
             raise LogUnavailable(f"the prediction log cannot be written ({_reason(err)})") from None
+
+    def ping(self) -> None:
+        """`LogUnavailable` unless the database answers now (a one-row query, whatever the log's size)."""
+        self._read(lambda conn: conn.execute(sa.select(1)).scalar_one())
 
     def count(self, where: HistoryFilter | None = None) -> int:
         query = (
@@ -300,7 +308,7 @@ class PredictionLog:
         try:
             with self._engine.connect() as conn:
                 return run(conn)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+        except _DOWN as err:
             raise LogUnavailable(f"the prediction log cannot be read ({_reason(err)})") from None
 
 
@@ -311,9 +319,8 @@ def migrate(target: str | Path) -> tuple[int | None, int]:
     engine = _engine(url)
     try:
         return _migrate(engine)
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
-        shown = url.render_as_string(hide_password=True)
-        raise LogUnavailable(f"cannot open the prediction log {shown}: {_reason(err)}") from None
+    except _DOWN as err:
+        raise LogUnavailable(f"cannot open the prediction log {describe(url)}: {_reason(err)}") from None
     finally:
         engine.dispose()
 

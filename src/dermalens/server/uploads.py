@@ -25,6 +25,7 @@ from dermalens.inference.decode import ACCEPTED_HELP, ImageDecodeError, decode_w
 from dermalens.inference.metadata import MAX_AGE, METADATA_FIELDS, SEX_SPELLINGS, PatientMetadata
 from dermalens.server.errors import ApiError
 from dermalens.server.sniff import sniff, unsupported_message
+from dermalens.server.state import get_state
 from dermalens.taxonomy import SITE_GROUPS, UnknownLabelError, label_from_filename, normalize_label
 
 #: HTTP status for each `ImageDecodeError.kind`.
@@ -100,11 +101,9 @@ class PredictRequest:
 
 async def predict_request(request: Request) -> PredictRequest:
     """The route's dependency (``Annotated[PredictRequest, Depends(predict_request)]``)."""
-    from dermalens.server.state import get_state
-
-    uploads, options, patient = await read_predict_request(request, get_state(request).settings.max_files)
-    check_content(uploads)
-    return PredictRequest(uploads, options, patient)
+    body = await read_predict_request(request, get_state(request).settings.max_files)
+    check_content(body.uploads)
+    return body
 
 
 @dataclass
@@ -200,9 +199,7 @@ async def _form(request: Request, max_files: int) -> Any:
         raise ApiError(400, f"malformed multipart body ({message}); {MULTIPART_HELP}") from None
 
 
-async def read_predict_request(
-    request: Request, max_files: int
-) -> tuple[list[Upload], PredictOptions, PatientMetadata]:
+async def read_predict_request(request: Request, max_files: int) -> PredictRequest:
     """Parse and check the request's shape, options and patient metadata (age, sex, site: one set
     for every file of the request); read the files' bytes (checked later)."""
     form = await _form(request, max_files)
@@ -243,7 +240,7 @@ async def read_predict_request(
     for index, part in enumerate(parts):
         name = _clean_name(part.filename, index)
         uploads.append(Upload(name, await part.read(), _label(labels[index] if labels else "", name)))
-    return uploads, parsed, patient
+    return PredictRequest(uploads, parsed, patient)
 
 
 def _patient(options: dict[str, str]) -> PatientMetadata:
