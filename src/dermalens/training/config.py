@@ -220,6 +220,14 @@ def _convert(hint: Any, value: Any) -> Any:
     return value
 
 
+def get_dotted(data: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key as `--set` names it (``stages.1.lr``); KeyError/IndexError if absent."""
+    node: Any = data
+    for key in dotted.split("."):
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    return node
+
+
 def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
     keys = dotted.split(".")
     node = data

@@ -29,7 +29,13 @@ from typing import Any
 
 import yaml
 
-from dermalens.training.config import TrainConfig, config_from_data, read_config_yaml, save_config
+from dermalens.training.config import (
+    TrainConfig,
+    config_from_data,
+    get_dotted,
+    read_config_yaml,
+    save_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +81,8 @@ def hand_set(base: dict[str, Any], space: dict[str, dict[str, Any]]) -> dict[str
     keys whose value lies outside the space are left for the sampler."""
     values: dict[str, Any] = {}
     for key, spec in space.items():
-        node: Any = base
         try:
-            for part in key.split("."):
-                node = node[int(part)] if isinstance(node, list) else node[part]
+            node = get_dotted(base, key)
         except (KeyError, IndexError, ValueError, TypeError):
             continue
         if spec["type"] == "categorical":
