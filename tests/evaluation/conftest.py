@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -98,17 +99,22 @@ def evaluation(tiny_artifact: Path, dataset_csv: Path, tmp_path_factory: pytest.
     return out
 
 
+def baseline_config(name: str, data: Path, split_file: Path, out: Path, **extra: Any) -> dict[str, Any]:
+    """A baseline config on the tiny dataset at 64×48 (`extra`: more top-level keys, e.g. ``model``)."""
+    return {
+        "name": name,
+        "data": str(data),
+        "split_file": str(split_file),
+        "seed": 0,
+        "out": str(out),
+        "preprocessing": {"input_size": [64, 48]},
+        **extra,
+    }
+
+
 @pytest.fixture(scope="session")
 def baseline_artifact(dataset_csv: Path, split_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dermalens.evaluation.baseline import train_baseline
 
     root = tmp_path_factory.mktemp("baseline")
-    config = {
-        "name": "tiny-baseline",
-        "data": str(dataset_csv),
-        "split_file": str(split_file),
-        "seed": 0,
-        "out": str(root / "runs"),
-        "preprocessing": {"input_size": [64, 48]},
-    }
-    return train_baseline(config)
+    return train_baseline(baseline_config("tiny-baseline", dataset_csv, split_file, root / "runs"))

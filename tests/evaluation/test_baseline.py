@@ -20,7 +20,7 @@ from dermalens.inference.preprocess import load_canonical, normalize
 from dermalens.inference.tta import tta_views
 from dermalens.models.artifact import ArtifactError, load_meta
 
-from .conftest import tinted_lesion
+from .conftest import baseline_config, tinted_lesion
 
 
 def test_features_are_finite_and_named() -> None:
@@ -157,15 +157,9 @@ def test_rbf_svm_baseline_trains_evaluates_and_compares(
     from dermalens.evaluation.baseline import SVM_ARCHITECTURE, train_baseline
     from dermalens.evaluation.compare import compare
 
-    config = {
-        "name": "tiny-svm",
-        "data": str(dataset_csv),
-        "split_file": str(split_file),
-        "seed": 0,
-        "out": str(tmp_path / "runs"),
-        "preprocessing": {"input_size": [64, 48]},
-        "model": {"architecture": SVM_ARCHITECTURE},
-    }
+    config = baseline_config(
+        "tiny-svm", dataset_csv, split_file, tmp_path / "runs", model={"architecture": SVM_ARCHITECTURE}
+    )
     folder = train_baseline(config)
     folder_, meta = load_meta(folder)
     assert meta.architecture == SVM_ARCHITECTURE and 0.05 <= meta.temperature <= 20
