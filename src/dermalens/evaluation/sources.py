@@ -31,7 +31,8 @@ def source_metrics(
     seed: int = 0,
     groups: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``{source: {n, refused, binary, multiclass, ci, mel_vs_nv_auc, mel_vs_rest_auc}}``."""
+    """``{source: {n, refused, refused_by_class, binary, multiclass, ci, mel_vs_nv_auc,
+    mel_vs_rest_auc}}``."""
     keyed = np.asarray([s or "unknown" for s in sources], dtype=object)
     probs = np.asarray(probs, dtype=float)
     out: dict[str, dict[str, Any]] = {}
@@ -43,6 +44,7 @@ def source_metrics(
             "n": len(rows),
             "refused": int(np.asarray(ood)[rows].sum()),
             "refused_rate": float(np.asarray(ood)[rows].mean()),
+            "refused_by_class": refused_by_class(sub_labels, np.asarray(ood)[rows]),
             "binary": figures["binary"],
             "multiclass": figures["multiclass"],
             "mel_vs_nv_auc": one_vs_auc(sub_labels, probs[rows], classes, "mel", against=("nv",)),
@@ -80,3 +82,19 @@ def source_lines(by_source: dict[str, dict[str, Any]]) -> list[str]:
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def refused_by_class(labels: Sequence[str], ood: np.ndarray) -> dict[str, dict[str, float]]:
+    """``{label: {n, refused, rate}}``: a gate that refuses the lesions rare in its training data
+    (BCC, vascular lesions, dermatofibromas) more often than nevi misses exactly the ones that
+    matter, so refusals are reported per diagnosis too."""
+    flags = np.asarray(ood, dtype=bool)
+    out: dict[str, dict[str, float]] = {}
+    for label in sorted(set(labels)):
+        rows = np.asarray([lab == label for lab in labels])
+        out[label] = {
+            "n": int(rows.sum()),
+            "refused": int(flags[rows].sum()),
+            "rate": float(flags[rows].mean()),
+        }
+    return out

@@ -20,7 +20,7 @@ import io
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from dermalens.training.config import AugmentConfig
 
@@ -42,50 +42,79 @@ def augment(rgb: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np
     return np.ascontiguousarray(np.asarray(_resolution(image, cfg, rng)))
 
 
-def _colour(image: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -> Image.Image:
+#: RGB → YIQ (NTSC): hue turns the chroma plane (I, Q) about the grey axis (Y).
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_LUMA = _YIQ[0]
+
+
+def colour_matrix(cfg: AugmentConfig, rng: np.random.Generator, mean_rgb: np.ndarray) -> np.ndarray:
+    """The 3×4 affine RGB map of one draw of white balance (per-channel gains), brightness,
+    contrast (about the image's mean lightness, as PIL's `ImageEnhance.Contrast`), saturation
+    (towards its luma, as `ImageEnhance.Color`) and hue (a turn of the YIQ chroma plane).
+
+    Why one matrix: applied by PIL in a single C pass (0.4 ms on a 224×168 image, against 6.7 ms
+    for the five steps one after another); values are clipped once, at the end."""
+    gains = np.ones(3)
     if cfg.color_cast and rng.random() < cfg.color_cast:
-        strength = cfg.color_cast_strength
-        gains = rng.uniform(1 - strength, 1 + strength, 3)
-        image = Image.fromarray(np.clip(np.asarray(image) * gains, 0, 255).astype(np.uint8))
-    for enhancer, amount in (
-        (ImageEnhance.Brightness, cfg.brightness),
-        (ImageEnhance.Contrast, cfg.contrast),
-        (ImageEnhance.Color, cfg.saturation),
-    ):
-        if amount:
-            image = enhancer(image).enhance(rng.uniform(1 - amount, 1 + amount))
+        gains = rng.uniform(1 - cfg.color_cast_strength, 1 + cfg.color_cast_strength, 3)
+    factor = [rng.uniform(1 - a, 1 + a) if a else 1.0 for a in (cfg.brightness, cfg.contrast, cfg.saturation)]
+    brightness, contrast, saturation = factor
+    linear = brightness * np.diag(gains)
+    grey = float(_LUMA @ (linear @ mean_rgb))  # mean lightness after cast and brightness
+    linear = saturation * linear + (1 - saturation) * np.outer(np.ones(3), _LUMA @ linear)
     if cfg.hue:
-        hsv = np.asarray(image.convert("HSV")).copy()
-        hsv[..., 0] = (hsv[..., 0].astype(int) + int(rng.uniform(-cfg.hue, cfg.hue) * 255)) % 256
-        image = Image.fromarray(hsv, "HSV").convert("RGB")
-    return image
+        angle = 2 * math.pi * rng.uniform(-cfg.hue, cfg.hue)
+        turn = np.array(
+            [[1, 0, 0], [0, math.cos(angle), -math.sin(angle)], [0, math.sin(angle), math.cos(angle)]]
+        )
+        linear = np.linalg.inv(_YIQ) @ turn @ _YIQ @ linear
+    # Grey stays grey under saturation and hue, so contrast about `grey` commutes with both.
+    return np.hstack([contrast * linear, np.full((3, 1), (1 - contrast) * grey)])
+
+
+def mean_colour(image: Image.Image) -> np.ndarray:
+    """The image's mean RGB (a box filter down to one pixel: 0.07 ms)."""
+    return np.asarray(image.resize((1, 1), Image.Resampling.BOX), dtype=np.float64).reshape(3)
+
+
+def _colour(image: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -> Image.Image:
+    matrix = colour_matrix(cfg, rng, mean_colour(image))
+    return image.convert("RGB", tuple(float(v) for v in matrix.ravel()))
 
 
 def _geometry(image: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -> Image.Image:
+    """Rotation and zoom (in: a random crop, RandomResizedCrop-style; or out) in one resample."""
     width, height = image.size
-    if cfg.rotate:
-        # Corners are filled with the image's mean colour (skin), not black, which would look
-        # like a dermatoscope rim.
-        angle = float(rng.uniform(-cfg.rotate, cfg.rotate))
-        image = image.rotate(
-            angle,
-            resample=Image.Resampling.BILINEAR,
-            expand=False,
-            fillcolor=tuple(int(c) for c in np.asarray(image).reshape(-1, 3).mean(0)),
-        )
+    angle = math.radians(float(rng.uniform(-cfg.rotate, cfg.rotate))) if cfg.rotate else 0.0
+    box = (0.0, 0.0, float(width), float(height))  # the crop (left, top, width, height) to fill the frame
     wider = bool(cfg.zoom_out) and rng.random() < cfg.zoom_out
-    if wider:
-        image = zoom_out(image, rng.uniform(cfg.zoom_out_min, 1.0), rng)
-    elif cfg.scale[0] < 1.0:
+    if not wider and cfg.scale[0] < 1.0:
         area = rng.uniform(*cfg.scale) * width * height
         ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3))) * width / height
         crop_w = min(width, round(math.sqrt(area * ratio)))
         crop_h = min(height, round(math.sqrt(area / ratio)))
-        left = int(rng.integers(0, width - crop_w + 1))
-        top = int(rng.integers(0, height - crop_h + 1))
-        image = image.resize(
-            (width, height), Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h)
+        box = (
+            float(rng.integers(0, width - crop_w + 1)),
+            float(rng.integers(0, height - crop_h + 1)),
+            float(crop_w),
+            float(crop_h),
         )
+    if angle or box[2:] != (width, height):
+        # Output (x, y) → crop point (u, v) → turned about the image centre: one affine map. Corners
+        # are filled with the image's mean colour (skin), not black, which would look like a rim.
+        cx, cy = width / 2, height / 2
+        cos, sin = math.cos(angle), math.sin(angle)
+        sx, sy = box[2] / width, box[3] / height
+        du, dv = box[0] - cx, box[1] - cy
+        image = image.transform(
+            (width, height),
+            Image.Transform.AFFINE,
+            (cos * sx, -sin * sy, cx + cos * du - sin * dv, sin * sx, cos * sy, cy + sin * du + cos * dv),
+            resample=Image.Resampling.BILINEAR,
+            fillcolor=tuple(int(c) for c in mean_colour(image)),
+        )
+    if wider:
+        image = zoom_out(image, rng.uniform(cfg.zoom_out_min, 1.0), rng)
     return image
 
 
@@ -95,22 +124,21 @@ def zoom_out(image: Image.Image, factor: float, rng: np.random.Generator) -> Ima
     lesion beside it (a reflected border showed one); the seam is feathered over a few pixels."""
     width, height = image.size
     small_w, small_h = max(1, round(width * factor)), max(1, round(height * factor))
-    small = np.asarray(image.resize((small_w, small_h), Image.Resampling.BILINEAR), dtype=np.float32)
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
-    noise = Image.fromarray(
-        rng.normal(128, 40, (height // 8 + 1, width // 8 + 1)).clip(0, 255).astype(np.uint8)
-    )
-    mottle = np.asarray(noise.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32) - 128
-    canvas = np.median(border, axis=0)[None, None, :] + 0.15 * mottle[..., None]
+    small = image.resize((small_w, small_h), Image.Resampling.BILINEAR)
+    pixels = np.asarray(small)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).astype(np.float32)
+    # Mottling drawn at 1/8 scale and smoothed up: the canvas costs a few small arrays.
+    mottle = rng.normal(0, 6, (height // 8 + 1, width // 8 + 1, 1)).astype(np.float32)
+    low = np.clip(np.median(border, axis=0)[None, None, :] + mottle, 0, 255).astype(np.uint8)
+    canvas = Image.fromarray(low).resize((width, height), Image.Resampling.BICUBIC)
     left = int(rng.integers(0, width - small_w + 1))
     top = int(rng.integers(0, height - small_h + 1))
     feather = max(1.0, 0.03 * width)
-    yy, xx = np.mgrid[0:small_h, 0:small_w].astype(np.float32)
-    edge = np.minimum.reduce([xx + 1, yy + 1, small_w - xx, small_h - yy])
-    alpha = np.clip(edge / feather, 0, 1)[..., None]
-    window = canvas[top : top + small_h, left : left + small_w]
-    canvas[top : top + small_h, left : left + small_w] = alpha * small + (1 - alpha) * window
-    return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    ramp_x = np.minimum(np.arange(1, small_w + 1), np.arange(small_w, 0, -1)) / feather
+    ramp_y = np.minimum(np.arange(1, small_h + 1), np.arange(small_h, 0, -1)) / feather
+    alpha = np.clip(np.minimum.outer(ramp_y, ramp_x), 0, 1)
+    canvas.paste(small, (left, top), Image.fromarray((alpha * 255).astype(np.uint8)))
+    return canvas
 
 
 def dark_rim(image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -122,14 +150,15 @@ def dark_rim(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     cx = width / 2 + rng.uniform(-0.05, 0.05) * width
     cy = height / 2 + rng.uniform(-0.05, 0.05) * height
     feather = max(1.0, rng.uniform(0.01, 0.06) * half_diag)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    dist = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-    keep = np.clip((radius - dist) / feather, 0.0, 1.0)[..., None]
+    # The kept disc, drawn in C and softened by a blur of about the feather's width.
+    inner = radius - feather / 2
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=255)
+    mask = mask.filter(ImageFilter.GaussianBlur(feather / 2))
     floor = rng.uniform(0, 25)
-    array = np.asarray(image, dtype=np.float32)
-    noise = rng.normal(0, 2.0, array.shape).astype(np.float32)
-    out = array * keep + (floor + noise) * (1 - keep)
-    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+    noise = np.clip(rng.normal(floor, 2.0, (height, width)), 0, 255).astype(np.uint8)
+    dark = Image.fromarray(noise).convert("RGB")
+    return Image.composite(image, dark, mask)
 
 
 def ruler(image: Image.Image, rng: np.random.Generator) -> Image.Image:

@@ -115,6 +115,26 @@ class BalanceConfig:
     source_power: float = 0.0
     #: Images drawn per epoch when sampling (0 = as many as the training split has).
     epoch_size: int = 0
+    #: Draw each source's images so that its class mix is the pooled one (over the classes the
+    #: source has): with BCN's 23 % BCC against HAM10000's 5 %, telling sources apart (by their
+    #: sharpness) otherwise tells the network the likely diagnosis.
+    class_by_source: bool = False
+
+
+@dataclass
+class DistillConfig:
+    """Learning without forgetting (Li & Hoiem 2016): the teacher's soft labels (Hinton et al. 2015)
+    on the images of `sources` keep what it learnt there while the network learns other clinics."""
+
+    #: Teacher model artifact (read through the inference engine, with its own preprocessing);
+    #: None = no distillation.
+    teacher: str | None = None
+    #: Weight of the distillation term beside the label loss.
+    weight: float = 1.0
+    #: Softmax temperature of teacher and student in the distillation term.
+    temperature: float = 2.0
+    #: Sources whose training images get the teacher's soft labels (its own training data).
+    sources: list[str] = field(default_factory=lambda: ["ham10000"])
 
 
 @dataclass
@@ -124,6 +144,10 @@ class StageConfig:
     lr: float
     #: Train the classifier head only (backbone frozen): the warm-up of staged fine-tuning.
     freeze_backbone: bool = False
+    #: Keep the stem and the first `freeze_blocks` blocks of the backbone fixed (weights and
+    #: BatchNorm statistics): no backward pass through them, the largest saving on a CPU, where
+    #: the early high-resolution layers cost most.
+    freeze_blocks: int = 0
     #: Layer-wise learning-rate decay per backbone block group (1.0 = none).
     layer_decay: float = 1.0
     warmup_epochs: float = 0.0
@@ -147,6 +171,7 @@ class TrainConfig:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     stages: list[StageConfig] = field(
         default_factory=lambda: [
             StageConfig("warmup", 1, 1e-3, freeze_backbone=True),

@@ -35,11 +35,17 @@ def cache_images(records: Sequence[Record], spec: Preprocessing, progress: bool 
     return out
 
 
-class LesionDataset(TorchDataset[tuple[torch.Tensor, torch.Tensor, int]]):
-    """Cached images + metadata vectors + integer targets; augmentation seeded per (seed, epoch, index).
+#: One training sample: image [3,H,W], metadata vector ([0] when unused), target, and the teacher's
+#: soft labels ([C]; all zero where the sample has none, [0] when the run distils nothing).
+Item = tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]
 
-    Items are ``(image, metadata, target)``; the metadata vector is empty ([0]) for image-only
-    models. With augmentation on, each metadata field is hidden with `metadata_dropout`.
+
+class LesionDataset(TorchDataset[Item]):
+    """Cached images + metadata vectors + integer targets (+ a teacher's soft labels); augmentation
+    seeded per (seed, epoch, index).
+
+    The metadata vector is empty ([0]) for image-only models. With augmentation on, each metadata
+    field is hidden with `metadata_dropout`.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class LesionDataset(TorchDataset[tuple[torch.Tensor, torch.Tensor, int]]):
         metadata: Sequence[PatientMetadata] | None = None,
         encoding: MetadataEncoding | None = None,
         metadata_dropout: float = 0.0,
+        soft_targets: np.ndarray | None = None,
     ) -> None:
         self.images = images
         self.targets = list(targets)
@@ -65,17 +72,21 @@ class LesionDataset(TorchDataset[tuple[torch.Tensor, torch.Tensor, int]]):
         self.metadata = list(metadata) if metadata is not None else None
         self.encoding = encoding
         self.metadata_dropout = metadata_dropout
+        if soft_targets is not None and len(soft_targets) != len(self.targets):
+            raise ValueError(f"{len(soft_targets)} soft-label rows for {len(self.targets)} images")
+        self.soft = None if soft_targets is None else torch.from_numpy(soft_targets.astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, index: int) -> Item:
         rgb = self.images[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
         if self.augment_cfg is not None:
             rgb = augment(rgb, self.augment_cfg, rng)
         chw = normalize(color_correct(rgb, self.spec), self.spec)
-        return torch.from_numpy(chw), self._metadata(index, rng), self.targets[index]
+        soft = self.soft[index] if self.soft is not None else torch.zeros(0)
+        return torch.from_numpy(chw), self._metadata(index, rng), self.targets[index], soft
 
     def _metadata(self, index: int, rng: np.random.Generator) -> torch.Tensor:
         if self.metadata is None or self.encoding is None:
@@ -101,6 +112,22 @@ def source_weights(sources: Sequence[str], power: float) -> np.ndarray:
     return np.array([(1.0 / counts[s]) ** power for s in sources])
 
 
+def class_by_source_weights(targets: Sequence[int], sources: Sequence[str]) -> np.ndarray:
+    """Per-sample weights that give every source the pooled class mix, over the classes it has:
+    weight(s, c) = pooled share of c / share of c within s. A source's total weight is unchanged
+    (its size), so source balancing still decides how often each source is seen."""
+    pooled = Counter(targets)
+    within = Counter(zip(sources, targets, strict=True))
+    size = Counter(sources)
+    factor: dict[tuple[str, int], float] = {}
+    for source in size:
+        present = [c for c in pooled if within[(source, c)]]
+        total = sum(pooled[c] for c in present)
+        for c in present:
+            factor[(source, c)] = (pooled[c] / total) / (within[(source, c)] / size[source])
+    return np.array([factor[(s, t)] for s, t in zip(sources, targets, strict=True)])
+
+
 def epoch_order(
     targets: Sequence[int],
     n_classes: int,
@@ -111,18 +138,21 @@ def epoch_order(
 ) -> list[int]:
     """The sample indices of one epoch (seeded): shuffled, weighted-sampled or undersampled.
 
-    With ``balance.source_power`` (and `sources`), or with the ``sampler`` method, samples are
-    drawn with replacement, each weighted by its class (sampler) times its source; an epoch then
-    has ``balance.epoch_size`` samples (0: as many as there are)."""
+    With ``balance.source_power`` or ``balance.class_by_source`` (and `sources`), or with the
+    ``sampler`` method, samples are drawn with replacement, each weighted by its class (sampler),
+    its class within its source and its source; an epoch then has ``balance.epoch_size`` samples
+    (0: as many as there are)."""
     rng = np.random.default_rng((seed, epoch, 7))
     labels = np.asarray(targets)
-    by_source = bool(balance.source_power) and sources is not None
+    by_source = bool(balance.source_power or balance.class_by_source) and sources is not None
     if balance.method == "sampler" or by_source:
         weights = np.ones(len(labels))
         if balance.method == "sampler":
             weights *= class_weights(targets, n_classes, balance.power)[labels]
         if by_source and sources is not None:
             weights *= source_weights(sources, balance.source_power)
+            if balance.class_by_source:
+                weights *= class_by_source_weights(targets, sources)
         size = balance.epoch_size or len(labels)
         return rng.choice(len(labels), size=size, replace=True, p=weights / weights.sum()).tolist()
     if balance.method == "undersample":

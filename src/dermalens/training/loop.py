@@ -13,8 +13,9 @@ from tqdm import tqdm
 
 from dermalens.models.heads import call_model, forward_all
 
-#: What a training/validation loader yields: images, metadata vectors ([N, 0] when unused), targets.
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+#: What a training/validation loader yields: images, metadata vectors ([N, 0] when unused), targets,
+#: and a teacher's soft labels ([N, C], zero rows where a sample has none; [N, 0] when unused).
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class WeightedLoss(nn.Module):
@@ -46,6 +47,26 @@ class WeightedLoss(nn.Module):
         return loss.mean()
 
 
+class Distillation(nn.Module):
+    """Hinton et al.'s distillation term, T² · KL(teacher_T ‖ student_T), on the samples that have
+    soft labels (rows summing to 1), averaged over the whole batch so that its weight against the
+    label loss does not depend on how many of a batch's samples carry a teacher's labels."""
+
+    def __init__(self, weight: float, temperature: float) -> None:
+        super().__init__()
+        self.weight = weight
+        self.temperature = temperature
+
+    def forward(self, logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        rows = soft.sum(dim=1) > 0.5
+        if not bool(rows.any()):
+            return logits.new_zeros(())
+        teacher = soft[rows]
+        log_student = F.log_softmax(logits[rows] / self.temperature, dim=1)
+        kl = (teacher * (teacher.clamp_min(1e-8).log() - log_student)).sum(dim=1)
+        return self.weight * self.temperature**2 * kl.sum() / len(soft)
+
+
 @dataclass
 class EpochOutputs:
     loss: float
@@ -69,19 +90,23 @@ def train_one_epoch(
     desc: str = "train",
     progress: bool = True,
     frozen: nn.Module | None = None,
+    distill: Distillation | None = None,
 ) -> float:
-    """One pass over `batches`; returns the mean training loss. `frozen` stays in eval mode."""
+    """One pass over `batches`; returns the mean training loss (with the distillation term, when
+    given). `frozen` stays in eval mode."""
     model.train()
     if frozen is not None:
         frozen.eval()
     running, seen = 0.0, 0
     bar = tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch", leave=False)
-    for images, metadata, targets in bar:
+    for images, metadata, targets, soft in bar:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits = call_model(model, images, metadata.to(device))
         loss = criterion(logits, targets)
+        if distill is not None and soft.numel():
+            loss = loss + distill(logits, soft.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -106,7 +131,7 @@ def predict_outputs(
     model.eval()
     logits, features, targets, levels = [], [], [], []
     loss_sum, seen = 0.0, 0
-    for images, metadata, target in tqdm(
+    for images, metadata, target, _soft in tqdm(
         batches, desc="eval", disable=not progress, unit="batch", leave=False
     ):
         images, target = images.to(device), target.to(device)

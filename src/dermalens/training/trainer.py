@@ -24,8 +24,15 @@ from torch.utils.data import DataLoader
 
 from dermalens.training.config import StageConfig, TrainConfig, save_config
 from dermalens.training.curves import write_curves, write_metrics_log
-from dermalens.training.data import LesionDataset, cache_images, class_weights, epoch_order
-from dermalens.training.loop import WeightedLoss, predict_outputs, quick_metrics, train_one_epoch
+from dermalens.training.data import LesionDataset, cache_images, epoch_order
+from dermalens.training.distill import soft_labels
+from dermalens.training.loop import (
+    Distillation,
+    predict_outputs,
+    quick_metrics,
+    train_one_epoch,
+)
+from dermalens.training.optim import criterion_for, frozen_in_eval, param_groups, scheduler_for
 from dermalens.training.prepare import (
     StageData,
     load_stage_data,
@@ -69,65 +76,6 @@ class RunState:
     stale: int = 0
     stage_done: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _param_groups(model: nn.Module, stage: StageConfig, weight_decay: float) -> list[dict[str, Any]]:
-    """Head-only when frozen; otherwise layer-wise lr decay over the backbone's blocks."""
-    head = set(id(p) for p in model.get_classifier().parameters())  # type: ignore[operator]
-    for p in model.parameters():
-        p.requires_grad = (id(p) in head) or not stage.freeze_backbone
-    # LesionNet nests the timm network under "backbone."; layer depth reads the timm names.
-    named = [(n.removeprefix("backbone."), p) for n, p in model.named_parameters() if p.requires_grad]
-    if stage.layer_decay >= 1.0 or stage.freeze_backbone:
-        return [{"params": [p for _, p in named], "lr": stage.lr, "weight_decay": weight_decay}]
-    depth = max((int(n.split(".")[1]) for n, _ in named if n.startswith("blocks.")), default=0) + 2
-    groups: dict[int, list[torch.Tensor]] = {}
-    for name, param in named:
-        layer = (
-            0
-            if name.startswith(("conv_stem", "bn1"))
-            else (int(name.split(".")[1]) + 1 if name.startswith("blocks.") else depth)
-        )
-        groups.setdefault(layer, []).append(param)
-    return [
-        {
-            "params": params,
-            "lr": stage.lr * stage.layer_decay ** (depth - layer),
-            "weight_decay": weight_decay,
-        }
-        for layer, params in sorted(groups.items())
-    ]
-
-
-def _backbone(model: nn.Module) -> nn.Module:
-    """The feature extractor: LesionNet's `backbone`; for a bare timm network, everything but the
-    classifier (its modules except the head)."""
-    if hasattr(model, "backbone"):
-        return model.backbone  # type: ignore[return-value]
-    head = model.get_classifier()  # type: ignore[operator]
-    return nn.ModuleList([m for m in model.children() if m is not head])
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig, steps_per_epoch: int) -> Any:
-    total = max(1, stage.epochs * steps_per_epoch)
-    warm = int(stage.warmup_epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(1, total - warm)
-        return 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _criterion(config: TrainConfig, targets: list[int], n_classes: int) -> nn.Module:
-    balance = config.balance
-    weight = None
-    if balance.method in ("class_weights", "focal"):
-        weight = torch.tensor(class_weights(targets, n_classes, balance.power), dtype=torch.float32)
-    gamma = balance.focal_gamma if balance.method == "focal" else 0.0
-    return WeightedLoss(weight, config.label_smoothing, gamma)
 
 
 def _loader(
@@ -236,17 +184,19 @@ class Trainer:
             )
         return torch.load(path, map_location="cpu", weights_only=True)
 
-    def _run_stage(
-        self, model: nn.Module, stage: StageConfig, state: RunState, checkpoint: dict[str, Any] | None
-    ) -> None:
+    def _stage_sets(self, stage: StageConfig, data: StageData) -> tuple[LesionDataset, LesionDataset]:
+        """The stage's cached, augmented training set (with the teacher's soft labels) and its
+        validation set, at the stage's input size."""
         config = self.config
-        data: StageData = load_stage_data(config, stage, self.classes)
         spec = stage_preprocessing(config, stage)
-        train_images = cache_images(data.train, spec, self.progress)
-        val_images = cache_images(data.val, spec, self.progress)
         encoding = metadata_encoding(config)
+        soft = soft_labels(config.distill, data.train, self.classes, self.run_dir) if self.dist.main else None
+        if self.dist.world > 1 and config.distill.teacher is not None:
+            box: list[Any] = [soft]
+            dist.broadcast_object_list(box, src=0)
+            soft = box[0]
         train_set = LesionDataset(
-            train_images,
+            cache_images(data.train, spec, self.progress),
             data.train_targets,
             spec,
             config.augment,
@@ -254,26 +204,42 @@ class Trainer:
             metadata=[r.patient for r in data.train] if encoding else None,
             encoding=encoding,
             metadata_dropout=config.model.metadata_dropout,
+            soft_targets=soft,
         )
         val_set = LesionDataset(
-            val_images,
+            cache_images(data.val, spec, self.progress),
             data.val_targets,
             spec,
             metadata=[r.patient for r in data.val] if encoding else None,
             encoding=encoding,
         )
-        criterion = _criterion(config, data.train_targets, len(self.classes)).to(self.device)
-        per_rank = (
-            len(
-                epoch_order(
-                    data.train_targets, len(self.classes), config.balance, config.seed, 0, data.train_sources
-                )
-            )
-            // self.dist.world
+        return train_set, val_set
+
+    def _epoch_order(self, data: StageData, epoch_seed: int) -> list[int]:
+        """This process's share of the epoch's (seeded) sample order."""
+        config = self.config
+        order = epoch_order(
+            data.train_targets, len(self.classes), config.balance, config.seed, epoch_seed, data.train_sources
         )
+        per_rank = len(order) // self.dist.world
+        return order[self.dist.rank :: self.dist.world][:per_rank]
+
+    def _run_stage(
+        self, model: nn.Module, stage: StageConfig, state: RunState, checkpoint: dict[str, Any] | None
+    ) -> None:
+        config = self.config
+        data: StageData = load_stage_data(config, stage, self.classes)
+        train_set, val_set = self._stage_sets(stage, data)
+        criterion = criterion_for(config, data.train_targets, len(self.classes)).to(self.device)
+        distill = (
+            Distillation(config.distill.weight, config.distill.temperature)
+            if train_set.soft is not None
+            else None
+        )
+        per_rank = len(self._epoch_order(data, 0))
         steps = max(1, per_rank // config.batch_size) if per_rank > config.batch_size else 1
-        optimizer = torch.optim.AdamW(_param_groups(model, stage, config.weight_decay))
-        scheduler = _scheduler(optimizer, stage, steps)
+        optimizer = torch.optim.AdamW(param_groups(model, stage, config.weight_decay))
+        scheduler = scheduler_for(optimizer, stage, steps)
         if checkpoint:
             optimizer.load_state_dict(checkpoint["optimizer"])
             scheduler.load_state_dict(checkpoint["scheduler"])
@@ -284,20 +250,11 @@ class Trainer:
             train_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=None if self.device.type == "cpu" else [self.device.index]
             )
-        malignant = [self.classes.index(c) for c in self.malignant]
         for epoch in range(state.epoch + 1, stage.epochs):
             started = time.time()
             epoch_seed = config.seed * 1000 + state.stage_index * 100 + epoch
             train_set.epoch = epoch_seed
-            order = epoch_order(
-                data.train_targets,
-                len(self.classes),
-                config.balance,
-                config.seed,
-                epoch_seed,
-                data.train_sources,
-            )
-            order = order[self.dist.rank :: self.dist.world][:per_rank]
+            order = self._epoch_order(data, epoch_seed)
             loss = train_one_epoch(
                 train_model,
                 _loader(train_set, order, config, epoch_seed),
@@ -309,19 +266,20 @@ class Trainer:
                 total=steps,
                 desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
                 progress=self.progress,
-                frozen=_backbone(model) if stage.freeze_backbone and stage.backbone_eval else None,
+                frozen=frozen_in_eval(model, stage),
+                distill=distill,
             )
             if self.dist.main:
+                seconds = time.time() - started
                 self._end_epoch(
                     model,
                     val_set,
                     criterion,
-                    malignant,
                     stage,
                     state,
                     epoch,
                     loss,
-                    time.time() - started,
+                    seconds,
                     len(order) * self.dist.world,
                 )
                 self._save(model, optimizer, scheduler, state)
@@ -352,7 +310,6 @@ class Trainer:
         model: nn.Module,
         val_set: LesionDataset,
         criterion: nn.Module,
-        malignant: list[int],
         stage: StageConfig,
         state: RunState,
         epoch: int,
@@ -364,7 +321,7 @@ class Trainer:
         out = predict_outputs(
             model, loader, channels_last=self.config.channels_last, criterion=criterion, device=self.device
         )
-        metrics = quick_metrics(out.logits, out.targets, malignant)
+        metrics = quick_metrics(out.logits, out.targets, [self.classes.index(c) for c in self.malignant])
         row = {
             "stage": stage.name,
             "epoch": epoch + 1,
