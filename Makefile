@@ -17,7 +17,7 @@ $(VENV)/.serve: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.all: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q -e '.[serve,train,clahe,dev]'
+	$(PIP) install -q -e '.[serve,train,clahe,archive,ray,dev]'
 	touch $@ $(VENV)/.serve
 
 install-serve: $(VENV)/.serve

@@ -84,7 +84,7 @@ def figures(
 
 
 def report(name: str, records, variants: dict[str, Callable], clf) -> None:  # type: ignore[no-untyped-def]
-    from dermalens.evaluation.evaluate import model_label
+    from dermalens.evaluation.run import model_label
 
     labels = [model_label(r.label, clf.classes) for r in records]
     base_p, base_probs, base_ood = score(clf, [r.path for r in records])

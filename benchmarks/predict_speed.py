@@ -60,7 +60,7 @@ def make_jpegs(folder: Path, n: int) -> list[Path]:
 
 
 def real_images(folder: Path, n: int) -> list[Path]:
-    from dermalens.data.records import IMAGE_SUFFIXES
+    from dermalens.core.decode import IMAGE_SUFFIXES
 
     found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not found:
@@ -74,9 +74,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def stage_medians(clf, data: list[bytes], runs: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Median ms of each step of one prediction, as the engine runs them: where the time goes."""
-    from dermalens.inference.decode import decode_image
-    from dermalens.inference.ood import colour_score
-    from dermalens.inference.preprocess import canonical, normalize
+    from dermalens.core.decode import decode_image
+    from dermalens.core.preprocess import canonical, normalize
+    from dermalens.models.ood import colour_score
 
     member, spec = clf.members[0], clf.meta.preprocessing
     names = ("decode (draft mode)", "crop/resize + colour constancy", "normalise", "ONNX Runtime", "OOD gate")
@@ -101,7 +101,7 @@ def stage_medians(clf, data: list[bytes], runs: int) -> dict[str, float]:  # typ
 
 def ort_batch_throughput(clf, data: list[bytes]) -> float:  # type: ignore[no-untyped-def]
     """ONNX Runtime alone on ready inputs, batches of 32: the network's ceiling here (images/s)."""
-    from dermalens.inference.preprocess import load_canonical, normalize
+    from dermalens.core.preprocess import load_canonical, normalize
 
     member, spec = clf.members[0], clf.meta.preprocessing
     batch = np.stack([normalize(load_canonical(d, spec), spec) for d in data[:32]])
@@ -114,7 +114,7 @@ def ort_batch_throughput(clf, data: list[bytes]) -> float:  # type: ignore[no-un
 
 def prep_cpu_seconds(clf, data: list[bytes]) -> float:  # type: ignore[no-untyped-def]
     """CPU seconds per image of decode + canonical view + normalise (one thread, process CPU time)."""
-    from dermalens.inference.preprocess import load_canonical, normalize
+    from dermalens.core.preprocess import load_canonical, normalize
 
     spec = clf.meta.preprocessing
     started = time.process_time()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermalens.inference.preprocess import Preprocessing
+from dermalens.core.preprocess import Preprocessing
+from dermalens.core.taxonomy import DX_CODES, MALIGNANT
 from dermalens.models.artifact import ArtifactMeta
-from dermalens.taxonomy import DX_CODES, MALIGNANT
 
 HAM_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ham10000"
 
@@ -80,11 +80,11 @@ def _tiny(folder: Path, spec: Preprocessing, seed: int, name: str) -> Path:
     exported to ONNX, with an OOD gate (embedding and mid-level parts) fitted on synthetic lesions."""
     import torch
 
-    from dermalens.inference.ood import fit_gate
-    from dermalens.inference.preprocess import prepare
+    from dermalens.core.preprocess import prepare
     from dermalens.models.build import save_artifact
     from dermalens.models.factory import create_model
     from dermalens.models.heads import forward_all
+    from dermalens.models.ood import fit_gate
 
     torch.manual_seed(seed)
     model = create_model("tf_efficientnet_lite0", num_classes=len(DX_CODES)).eval()
@@ -129,7 +129,7 @@ def tiny_fusion_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     64×48: model.onnx has the inputs "image" and "metadata"."""
     import torch
 
-    from dermalens.inference.metadata import MetadataEncoding
+    from dermalens.core.metadata import MetadataEncoding
     from dermalens.models.build import save_artifact
     from dermalens.models.factory import create_model
     from dermalens.models.fusion import META_HIDDEN

@@ -18,11 +18,11 @@ from dermalens.inference.results import DISCLAIMER
 #: Modules with `register(subparsers)`; imported lazily so `dermalens --help` stays fast
 #: and the serving install works without the training dependencies.
 COMMAND_MODULES = (
-    "dermalens.data.commands",
-    "dermalens.training.commands",
-    "dermalens.evaluation.commands",
-    "dermalens.inference.commands",
-    "dermalens.server.commands",
+    "dermalens.commands.data",
+    "dermalens.commands.train",
+    "dermalens.commands.evaluate",
+    "dermalens.commands.predict",
+    "dermalens.commands.serve",
 )
 
 

@@ -3,10 +3,10 @@
 import pytest
 
 from conftest import lesion_like, save_image
+from dermalens.core.taxonomy import HAM_FOLD, to_ham
 from dermalens.data.derm7pt import derm7pt_label
 from dermalens.data.readers import detect_format, find_image, isic_source, load_dataset
 from dermalens.data.splits import split_dataset, stratum
-from dermalens.taxonomy import HAM_FOLD, to_ham
 
 
 def test_isic_source_from_lesion_id():

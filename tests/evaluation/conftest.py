@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import lesion_like, save_image
+from dermalens.core.taxonomy import DX_CODES
 from dermalens.data.splits import Split
-from dermalens.taxonomy import DX_CODES
 
 PER_CLASS = 6
 #: per class: 3 train, 1 val, 2 test images
@@ -114,7 +114,7 @@ def baseline_config(name: str, data: Path, split_file: Path, out: Path, **extra:
 
 @pytest.fixture(scope="session")
 def baseline_artifact(dataset_csv: Path, split_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dermalens.evaluation.baseline import train_baseline
+    from dermalens.training.baselines import train_baseline
 
     root = tmp_path_factory.mktemp("baseline")
     return train_baseline(baseline_config("tiny-baseline", dataset_csv, split_file, root / "runs"))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from dermalens.core.taxonomy import DX_CODES, MALIGNANT, is_malignant
 from dermalens.evaluation.evaluate import evaluate
-from dermalens.taxonomy import DX_CODES, MALIGNANT, is_malignant
 
 from .conftest import CORRUPT, MISSING, make_dataset
 

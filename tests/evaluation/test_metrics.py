@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from dermalens.core.taxonomy import DX_CODES, MALIGNANT
 from dermalens.evaluation.bootstrap import metric_intervals, paired_auc_test, resamples
 from dermalens.evaluation.metrics import (
     binary_metrics,
@@ -18,7 +19,6 @@ from dermalens.evaluation.metrics import (
     multiclass_metrics,
 )
 from dermalens.evaluation.subgroups import age_band, subgroup_metrics
-from dermalens.taxonomy import DX_CODES, MALIGNANT
 
 MAL = sorted(MALIGNANT & set(DX_CODES))
 

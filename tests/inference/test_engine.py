@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import lesion_like, save_image
+from dermalens.core.taxonomy import DX_CODES
 from dermalens.inference.engine import Engine
 from dermalens.inference.predictor import Classifier
-from dermalens.taxonomy import DX_CODES
 
 
 def _probs(results) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -79,7 +79,7 @@ def test_api_and_evaluate_agree_for_a_two_member_ensemble(
 def test_network_inputs_are_what_the_network_is_fed(tiny_artifact_other: Path, tmp_path: Path) -> None:
     """INT8 calibration reads `network_inputs`: the engine's own decode and preprocessing (here a
     member with a working size and no colour constancy), unreadable files skipped."""
-    from dermalens.inference.preprocess import prepare
+    from dermalens.core.preprocess import prepare
 
     engine = Engine.load(tiny_artifact_other)
     spec = engine.meta.preprocessing

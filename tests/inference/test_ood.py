@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import lesion_like
-from dermalens.inference.ood import OodGate, colour_score, fit_gate
-from dermalens.inference.preprocess import Preprocessing, normalize, shades_of_gray
+from dermalens.core.preprocess import Preprocessing, normalize, shades_of_gray
+from dermalens.models.ood import OodGate, colour_score, fit_gate
 
 
 def _blobs(seed: int, n: int, dim: int, shift: float = 0.0) -> np.ndarray:
@@ -105,7 +105,7 @@ def test_normalize_table_is_bit_identical_to_the_formula():
 
 def test_gate_threshold_keeps_every_source_below_its_quantile():
     """A small, unusual source must not be refused more than the quantile allows (issue #14)."""
-    from dermalens.inference.ood import fit_gate
+    from dermalens.models.ood import fit_gate
 
     rng = np.random.default_rng(0)
     train = rng.normal(0, 1, (400, 6))

@@ -4,7 +4,7 @@ from PIL import Image
 
 from conftest import lesion_like, save_image
 from dermalens import Classifier
-from dermalens.inference.decode import ImageDecodeError
+from dermalens.core.decode import ImageDecodeError
 from dermalens.inference.results import Prediction, PredictionError
 from dermalens.inference.tta import tta_views, undo_view
 from dermalens.models.artifact import ArtifactError, load_meta
@@ -100,11 +100,11 @@ def test_grad_cam_for_a_head_without_exact_cam(tmp_path):
     """MobileNetV3 has a conv after pooling: the ONNX CAM is zero, the PyTorch runtime uses Grad-CAM."""
     import torch
 
-    from dermalens.inference.preprocess import Preprocessing
+    from dermalens.core.preprocess import Preprocessing
+    from dermalens.core.taxonomy import DX_CODES
     from dermalens.models.artifact import ArtifactMeta
     from dermalens.models.build import random_gate, save_artifact
     from dermalens.models.factory import create_model
-    from dermalens.taxonomy import DX_CODES
 
     torch.manual_seed(0)
     model = create_model("mobilenetv3_large_100", pretrained=False, num_classes=7).eval()

@@ -8,9 +8,9 @@ import pytest
 from conftest import lesion_like, save_image
 from dermalens import Classifier
 from dermalens.cli import main
+from dermalens.core.metadata import PatientMetadata
 from dermalens.data.records import Record
 from dermalens.evaluation.outputs import collect_outputs
-from dermalens.inference.metadata import PatientMetadata
 
 
 @pytest.fixture(scope="module")

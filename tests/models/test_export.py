@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from conftest import lesion_like
-from dermalens.inference.preprocess import prepare
+from dermalens.core.preprocess import prepare
 from dermalens.inference.runtime import create_runtime
 from dermalens.models.artifact import load_meta
 from dermalens.models.export import export_torchscript

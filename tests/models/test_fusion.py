@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from conftest import lesion_like
-from dermalens.inference.metadata import MetadataEncoding, PatientMetadata
-from dermalens.inference.preprocess import prepare
+from dermalens.core.metadata import MetadataEncoding, PatientMetadata
+from dermalens.core.preprocess import prepare
+from dermalens.core.taxonomy import DX_CODES, MALIGNANT
 from dermalens.inference.runtime import create_runtime
 from dermalens.models.artifact import load_meta
 from dermalens.models.factory import create_model
 from dermalens.models.heads import forward_all
-from dermalens.taxonomy import DX_CODES, MALIGNANT
 
 MAL = [i for i, c in enumerate(DX_CODES) if c in MALIGNANT]
 DIM = MetadataEncoding().dim

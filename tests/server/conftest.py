@@ -91,12 +91,12 @@ def meta_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny metadata-fusion artifact (random weights, 64×48, no OOD gate) that reads age, sex and site."""
     import torch
 
-    from dermalens.inference.metadata import MetadataEncoding
-    from dermalens.inference.preprocess import Preprocessing
+    from dermalens.core.metadata import MetadataEncoding
+    from dermalens.core.preprocess import Preprocessing
+    from dermalens.core.taxonomy import DX_CODES, MALIGNANT
     from dermalens.models.artifact import ArtifactMeta
     from dermalens.models.build import save_artifact
     from dermalens.models.factory import create_model
-    from dermalens.taxonomy import DX_CODES, MALIGNANT
 
     torch.manual_seed(0)
     encoding = MetadataEncoding()

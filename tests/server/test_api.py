@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dermalens.core.taxonomy import DX_CODES
 from dermalens.inference.predictor import Classifier
 from dermalens.inference.results import DISCLAIMER
-from dermalens.taxonomy import DX_CODES
 
 from .conftest import LiveServer
 from .samples import GOOD, jpeg, png

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dermalens.core.taxonomy import DX_CODES
 from dermalens.inference.predictor import Classifier
-from dermalens.taxonomy import DX_CODES
 
 from .conftest import LiveServer
 from .samples import jpeg

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dermalens.inference.metadata import PatientMetadata
+from dermalens.core.metadata import PatientMetadata
 from dermalens.inference.predictor import Classifier
 from dermalens.server.batcher import InferenceService, Options
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dermalens.commands.serve import register, settings_from_args
+from dermalens.core.taxonomy import DIAGNOSES, label_from_filename
 from dermalens.inference.overlay import heatmap_rgba
-from dermalens.server.commands import register, settings_from_args
 from dermalens.server.i18n import choose_language, parse_accept_language, translations
 from dermalens.server.settings import LANGUAGES, ServerSettings
 from dermalens.server.sniff import describe, sniff
-from dermalens.taxonomy import DIAGNOSES, label_from_filename
 
 from .samples import jpeg, png
 

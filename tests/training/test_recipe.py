@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import lesion_like, save_image
+from dermalens.core.taxonomy import DX_CODES
 from dermalens.data.records import Record
-from dermalens.taxonomy import DX_CODES
 from dermalens.training.augment import augment, colour_matrix
 from dermalens.training.config import AugmentConfig, BalanceConfig, DistillConfig, StageConfig
 from dermalens.training.data import class_by_source_weights, epoch_order

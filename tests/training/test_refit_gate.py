@@ -14,7 +14,7 @@ from conftest import lesion_like
 from dermalens import Classifier
 from dermalens.data.readers import load_dataset
 from dermalens.data.splits import split_dataset
-from dermalens.inference.ood import OodGate
+from dermalens.models.ood import OodGate
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ import csv
 import os
 from pathlib import Path
 
+from dermalens.core.taxonomy import UnknownLabelError, normalize_label
 from dermalens.data.records import Dataset, Record
-from dermalens.taxonomy import UnknownLabelError, normalize_label
 
 SOURCE = "derm7pt"
 META = Path("meta") / "meta.csv"

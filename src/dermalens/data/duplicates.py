@@ -8,7 +8,6 @@ near-duplicates into one group.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from dermalens.core.hashing import file_sha256
 
 #: Hamming distance (of 64 bits) at or below which two perceptual hashes make a *candidate* pair.
 NEAR_DISTANCE = 6
@@ -52,14 +53,6 @@ class DuplicateReport:
     def across(self, side: Mapping[str, str]) -> list[DuplicatePair]:
         """Pairs whose images fall on different sides (splits or datasets) of `side` (id → name)."""
         return [p for p in self.pairs if p.a in side and p.b in side and side[p.a] != side[p.b]]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def perceptual_hash(path: Path) -> tuple[int, np.ndarray]:

@@ -14,16 +14,16 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from dermalens.core.decode import IMAGE_SUFFIXES
+from dermalens.core.taxonomy import ALL_CODES, UnknownLabelError, normalize_label
 from dermalens.data.derm7pt import is_derm7pt, read_derm7pt
 from dermalens.data.records import (
-    IMAGE_SUFFIXES,
     Dataset,
     Record,
     normalize_age,
     normalize_sex,
     normalize_site,
 )
-from dermalens.taxonomy import ALL_CODES, UnknownLabelError, normalize_label
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def check_images(
     """Decode every image cheaply (JPEG draft mode); return readable ids and (id, reason) failures."""
     from tqdm import tqdm
 
-    from dermalens.inference.decode import ImageDecodeError, probe_image
+    from dermalens.core.decode import ImageDecodeError, probe_image
 
     ok: set[str] = set()
     bad: list[tuple[str, str]] = []

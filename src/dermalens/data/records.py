@@ -7,13 +7,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dermalens.inference.metadata import PatientMetadata, parse_sex
-from dermalens.taxonomy import binary_label, is_dx_code
+from dermalens.core.metadata import PatientMetadata, parse_sex
+from dermalens.core.taxonomy import binary_label, is_dx_code
 
 log = logging.getLogger(__name__)
-
-#: File suffixes readers treat as images (lower case).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dermalens.core.decode import ImageDecodeError
+from dermalens.core.taxonomy import DIAGNOSES
 from dermalens.data.records import Dataset
-from dermalens.inference.decode import ImageDecodeError
-from dermalens.taxonomy import DIAGNOSES
 
 
 def summarize(dataset: Dataset, *, sizes: bool = True) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def write_eda_report(
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from dermalens.inference.decode import decode_image
+    from dermalens.core.decode import decode_image
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,10 @@ import numpy as np
 
 from dermalens.evaluation import plots
 from dermalens.evaluation.bootstrap import paired_auc_test
-from dermalens.evaluation.evaluate import EvalRun, PathLike, evaluate_data, load_eval_data
+from dermalens.evaluation.evaluate import evaluate_data
 from dermalens.evaluation.metrics import jsonable, malignant_truth
 from dermalens.evaluation.outputs import ArtifactPath
+from dermalens.evaluation.run import EvalRun, PathLike, load_eval_data
 from dermalens.inference.results import DISCLAIMER
 from dermalens.models.artifact import load_meta
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,73 +31,14 @@ from dermalens.evaluation.metrics import (
     operating_point,
 )
 from dermalens.evaluation.outputs import ArtifactPath, Combined, Outputs, collect
+from dermalens.evaluation.report import write_report
+from dermalens.evaluation.run import EvalData, EvalRun, PathLike, load_eval_data, model_label
 from dermalens.evaluation.sources import source_metrics
 from dermalens.evaluation.subgroups import age_band, subgroup_metrics
 from dermalens.inference.engine import Engine
 from dermalens.inference.results import DISCLAIMER
-from dermalens.taxonomy import BENIGN, MALIGNANT_LABEL, to_ham
 
 log = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike[str]
-
-
-@dataclass
-class EvalData:
-    """The records to score, and those listed but not found (counted as skipped)."""
-
-    records: list[Record]
-    missing: list[str] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class EvalRun:
-    """Everything one evaluation produced (`compare` and the report reuse it)."""
-
-    records: list[Record]  # aligned with the rows of `combined`
-    combined: Combined
-    metrics: dict[str, Any]
-    out_dir: Path
-
-
-def load_eval_data(
-    data_path: PathLike,
-    split_file: PathLike | None = None,
-    split_name: str = "test",
-    data_format: str | None = None,
-) -> EvalData:
-    """Read a dataset (any layout) and keep one split; decoding is checked later, once, by inference."""
-    from dermalens.data.readers import load_dataset
-    from dermalens.data.splits import Split
-
-    dataset = load_dataset(data_path, data_format, verify=False)
-    info: dict[str, Any] = {"path": str(data_path), "format": dataset.format}
-    missing = list(dataset.missing)
-    records = list(dataset.records)
-    if split_file is not None:
-        split = Split.load(Path(split_file))
-        ids = split.ids(split_name)
-        if not ids:
-            raise ValueError(f"{split_file}: split {split_name!r} is empty or absent; names: {split.names()}")
-        records = [r for r in records if r.image_id in ids]
-        missing = [m for m in missing if m in ids]
-        unknown = len(ids) - len(records) - len(missing)
-        if unknown:
-            log.warning("%d image ids of split %r are not in %s", unknown, split_name, data_path)
-        info.update(split_file=str(split_file), split_name=split_name, split_ids_not_in_data=unknown)
-    if not records:
-        where = f" in split {split_name!r}" if split_file else ""
-        raise ValueError(f"{data_path}: no images to evaluate{where}")
-    return EvalData(records, missing, info)
-
-
-def model_label(label: str, classes: Sequence[str]) -> str:
-    """A record's label in the model's terms: itself, or its 7-class fold (SCC → akiec,
-    `taxonomy.HAM_FOLD`) for a model without that class; the benign/malignant truth is unchanged."""
-    if label in classes:
-        return label
-    return to_ham(label) or label
 
 
 def resolve_threshold(
@@ -153,7 +92,7 @@ def write_predictions(path: Path, records: Sequence[Record], combined: Combined,
                 "ood_score",
             ]
         )
-        predicted, ood = combined.prediction, combined.ood
+        predicted, ood, verdicts = combined.prediction, combined.ood, combined.verdicts(threshold)
         for k, record in enumerate(records):
             p_mal = float(combined.p_malignant[k])
             writer.writerow(
@@ -164,7 +103,7 @@ def write_predictions(path: Path, records: Sequence[Record], combined: Combined,
                     *(repr(float(p)) for p in combined.probs[k]),
                     *([repr(p_mal)] if aggregate else []),
                     predicted[k],
-                    MALIGNANT_LABEL if p_mal >= threshold else BENIGN,
+                    verdicts[k],
                     int(ood[k]),
                     repr(float(combined.ood_score[k])),
                 ]
@@ -184,6 +123,87 @@ def _member_info(output: Outputs) -> dict[str, Any]:
         "threshold": meta.threshold,
         "threshold_rule": meta.threshold_rule,
         "ood_gate": meta.ood_threshold is not None,
+    }
+
+
+def figures(
+    records: Sequence[Record],
+    labels: Sequence[str],
+    combined: Combined,
+    cut: float,
+    *,
+    n_boot: int,
+    seed: int,
+    ci_unit: str,
+) -> dict[str, Any]:
+    """Every figure of metrics.json: overall with intervals, per subgroup, on the images the gate
+    accepts, per source, and the melanoma AUCs."""
+    classes, malignant, probs = combined.classes, combined.malignant, combined.probs
+    groups = [r.group for r in records] if ci_unit == "group" else None
+    attributes: dict[str, Sequence[str | None]] = {
+        "age": [age_band(r.age) for r in records],
+        "sex": [r.sex for r in records],
+        "site": [r.site for r in records],
+    }
+    accepted = ~combined.ood
+    kept = [label for label, keep in zip(labels, accepted, strict=True) if keep]
+    return {
+        **compute_metrics(labels, probs, classes, malignant, cut),
+        "ci": metric_intervals(
+            labels, probs, classes, malignant, cut, n_boot=n_boot, seed=seed, groups=groups
+        ),
+        "subgroups": subgroup_metrics(labels, probs, classes, malignant, cut, attributes),
+        "ood": {
+            "n_flagged": int(combined.ood.sum()),
+            "rate": float(combined.ood.mean()),
+            "note": "refused images are still scored here, for analysis; the app gives them no verdict",
+            # What a user of the app sees: the figures on the images the gate lets through.
+            "accepted": compute_metrics(kept, probs[accepted], classes, malignant, cut)
+            if accepted.any()
+            else None,
+        },
+        "by_source": source_metrics(
+            [r.source for r in records],
+            labels,
+            probs,
+            combined.ood,
+            classes,
+            malignant,
+            cut,
+            n_boot=n_boot,
+            seed=seed,
+            groups=groups,
+        ),
+        "mel_vs_nv_auc": one_vs_auc(labels, probs, classes, "mel", against=("nv",)),
+        "mel_vs_rest_auc": one_vs_auc(labels, probs, classes, "mel"),
+    }
+
+
+def _header(
+    data: EvalData,
+    records: Sequence[Record],
+    labels: Sequence[str],
+    failed: dict[str, str],
+    members: Sequence[Outputs],
+    tta: int,
+) -> dict[str, Any]:
+    """What was scored and with what: counts, the images skipped and why, the models."""
+    first = members[0].meta
+    return {
+        "n": len(records),
+        "n_skipped": len(data.missing) + len(failed),
+        "skipped": {
+            "missing": list(data.missing),
+            "unreadable": [{"image": i, "reason": why} for i, why in failed.items()],
+        },
+        "labels": dict(sorted(Counter(labels).items())),
+        "data": data.info,
+        "model": {
+            "members": [_member_info(m) for m in members],
+            "classes": list(first.classes),
+            "malignant": list(first.malignant),
+            "tta": tta,
+        },
     }
 
 
@@ -221,79 +241,19 @@ def evaluate_data(
     cut = chosen["value"]
     write_predictions(out / "predictions.csv", records, combined, cut)
 
-    metrics: dict[str, Any] = {"n": len(records), "n_skipped": len(data.missing) + len(failed)}
-    metrics["skipped"] = {
-        "missing": list(data.missing),
-        "unreadable": [{"image": i, "reason": why} for i, why in failed.items()],
+    metrics = {
+        **_header(data, records, labels, failed, members, tta),
+        "threshold": chosen,
+        **figures(records, labels, combined, cut, n_boot=n_boot, seed=seed, ci_unit=ci_unit),
+        "dermalens_version": __version__,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "seconds": round(time.time() - started, 1),
+        "disclaimer": DISCLAIMER,
     }
-    metrics["labels"] = dict(sorted(Counter(labels).items()))
-    metrics["data"] = data.info
-    metrics["model"] = {
-        "members": [_member_info(m) for m in members],
-        "classes": combined.classes,
-        "malignant": combined.malignant,
-        "tta": tta,
-    }
-    metrics["threshold"] = chosen
-    metrics.update(compute_metrics(labels, combined.probs, combined.classes, combined.malignant, cut))
-    metrics["ci"] = metric_intervals(
-        labels,
-        combined.probs,
-        combined.classes,
-        combined.malignant,
-        cut,
-        n_boot=n_boot,
-        seed=seed,
-        groups=[r.group for r in records] if ci_unit == "group" else None,
-    )
-    attributes: dict[str, Sequence[str | None]] = {
-        "age": [age_band(r.age) for r in records],
-        "sex": [r.sex for r in records],
-        "site": [r.site for r in records],
-    }
-    metrics["subgroups"] = subgroup_metrics(
-        labels, combined.probs, combined.classes, combined.malignant, cut, attributes
-    )
-    accepted = ~combined.ood
-    metrics["ood"] = {
-        "n_flagged": int(combined.ood.sum()),
-        "rate": float(combined.ood.mean()),
-        "note": "refused images are still scored here, for analysis; the app gives them no verdict",
-        # What a user of the app sees: the figures on the images the gate lets through.
-        "accepted": compute_metrics(
-            [label for label, keep in zip(labels, accepted, strict=True) if keep],
-            combined.probs[accepted],
-            combined.classes,
-            combined.malignant,
-            cut,
-        )
-        if accepted.any()
-        else None,
-    }
-    metrics["by_source"] = source_metrics(
-        [r.source for r in records],
-        labels,
-        combined.probs,
-        combined.ood,
-        combined.classes,
-        combined.malignant,
-        cut,
-        n_boot=n_boot,
-        seed=seed,
-        groups=[r.group for r in records] if ci_unit == "group" else None,
-    )
-    metrics["mel_vs_nv_auc"] = one_vs_auc(labels, combined.probs, combined.classes, "mel", against=("nv",))
-    metrics["mel_vs_rest_auc"] = one_vs_auc(labels, combined.probs, combined.classes, "mel")
-    metrics["dermalens_version"] = __version__
-    metrics["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    metrics["seconds"] = round(time.time() - started, 1)
-    metrics["disclaimer"] = DISCLAIMER
     metrics = jsonable(metrics)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     run = EvalRun(records, combined, metrics, out)
     if report:
-        from dermalens.evaluation.report import write_report
-
         write_report(run, out / "report.html")
     return run
 

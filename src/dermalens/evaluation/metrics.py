@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from dermalens.taxonomy import is_dx_code, is_malignant
+from dermalens.core.taxonomy import is_dx_code, is_malignant
 
 #: Sensitivities at which the specificity is reported (screening operating points).
 SENSITIVITY_TARGETS = (0.90, 0.95, 0.98)

@@ -178,7 +178,7 @@ def thumbnail_uri(path: Any, width: int = 140) -> str | None:
     """A small JPEG of an image file as a data URI (None if it cannot be read)."""
     from PIL import Image
 
-    from dermalens.inference.decode import ImageDecodeError, decode_image
+    from dermalens.core.decode import ImageDecodeError, decode_image
 
     try:
         image = Image.fromarray(decode_image(path, min_size=(width, width)))

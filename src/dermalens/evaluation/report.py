@@ -21,7 +21,7 @@ from dermalens.evaluation.metrics import binary_metrics, malignant_truth
 from dermalens.inference.results import DISCLAIMER
 
 if TYPE_CHECKING:
-    from dermalens.evaluation.evaluate import EvalRun
+    from dermalens.evaluation.run import EvalRun
 
 #: Thresholds of the threshold table (the operating and the fixed-sensitivity ones are added).
 TABLE_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

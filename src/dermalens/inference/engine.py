@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from dermalens.inference.decode import ImageDecodeError, ImageInput, decode_image
-from dermalens.inference.metadata import PatientMetadata
-from dermalens.inference.ood import OodGate, colour_score
-from dermalens.inference.preprocess import Preprocessing, canonical, normalize
+from dermalens.core.decode import ImageDecodeError, ImageInput, decode_image
+from dermalens.core.metadata import PatientMetadata
+from dermalens.core.preprocess import Preprocessing, canonical, normalize
 from dermalens.inference.probabilities import view_probabilities
+from dermalens.inference.results import Prediction, decide
 from dermalens.inference.runtime import create_runtime
 from dermalens.inference.tta import tta_views, undo_view
 from dermalens.models.artifact import OOD_FILE, ArtifactError, ArtifactMeta, load_meta
+from dermalens.models.ood import OodGate, colour_score
 
 ArtifactPath = str | os.PathLike[str] | None
 #: Images run through the network per runtime call.
@@ -103,11 +104,38 @@ class Combined:
 
     @property
     def prediction(self) -> list[str]:
+        """Each image's most probable class (kept for analysis also when the image is refused)."""
         return [self.classes[i] for i in self.probs.argmax(axis=1)]
 
     @property
     def ood(self) -> np.ndarray:
+        """True where the gate refuses the image (a score above 1)."""
         return self.ood_score > 1.0
+
+    def verdicts(self, threshold: float | None = None) -> list[str]:
+        """benign/malignant at `threshold` (default: the operating one), refused images included:
+        what `evaluate`'s predictions.csv records beside its `ood` column."""
+        cut = self.threshold if threshold is None else threshold
+        return [decide(float(p), False, cut) for p in self.p_malignant]
+
+    def results(self, threshold: float | None = None, model: str = "") -> list[Prediction]:
+        """One `Prediction` per row: the decision (refused where the gate refuses), the top class
+        and the malignancy probability are decided here, once, for every caller."""
+        cut = self.threshold if threshold is None else threshold
+        top, refused = self.prediction, self.ood
+        return [
+            Prediction(
+                probabilities={c: float(p) for c, p in zip(self.classes, self.probs[j], strict=True)},
+                p_malignant=float(self.p_malignant[j]),
+                prediction=top[j],
+                decision=decide(float(self.p_malignant[j]), bool(refused[j]), cut),
+                threshold=cut,
+                ood=bool(refused[j]),
+                ood_score=float(self.ood_score[j]),
+                model=model,
+            )
+            for j in range(len(top))
+        ]
 
 
 def combine(members: Sequence[Outputs]) -> Combined:
@@ -151,6 +179,11 @@ class EngineRun:
     canonical: list[np.ndarray] = field(default_factory=list)
     #: Per combined row: the first member's CAM of the top class, [h, w] at its input size, or None.
     cams: list[np.ndarray | None] = field(default_factory=list)
+
+    def member_results(self, threshold: float | None = None) -> list[list[Prediction]]:
+        """Each member's own results on the combined rows (its own temperature, threshold and gate;
+        `threshold` overrides every member's)."""
+        return [combine([out]).results(threshold, out.meta.name) for out in self.members]
 
 
 def _check_classes(metas: Sequence[ArtifactMeta]) -> None:

@@ -16,12 +16,11 @@ from typing import overload
 import numpy as np
 from PIL import Image
 
-from dermalens.inference.decode import ImageDecodeError, ImageInput
+from dermalens.core.decode import ImageDecodeError, ImageInput
+from dermalens.core.metadata import MetadataInput, PatientMetadata, per_image
 from dermalens.inference.engine import Engine, Member
-from dermalens.inference.metadata import MetadataInput, PatientMetadata, per_image
-from dermalens.inference.results import REFUSED, Prediction, PredictionError
+from dermalens.inference.results import Prediction, PredictionError
 from dermalens.models.artifact import ArtifactMeta
-from dermalens.taxonomy import BENIGN, MALIGNANT_LABEL
 
 
 def _source_name(item: ImageInput) -> str:
@@ -155,43 +154,17 @@ class Classifier:
         results: list[Prediction | PredictionError | None] = [None] * len(images)
         for index, error in run.errors:
             results[index] = PredictionError(_source_name(images[index]), str(error), error.kind)
-        combined = run.combined
-        cut = self.threshold if threshold is None else threshold
+        ensemble = run.combined.results(threshold, "ensemble" if len(self.members) > 1 else self.meta.name)
+        members = run.member_results(threshold) if compare else []
         size = self.meta.preprocessing.input_size
-        member_probs = [m.probabilities() for m in run.members] if compare else []
         for j, index in enumerate(run.rows):
-            cam = run.cams[j] if heatmap else None
-            result = self._result(combined.probs[j], float(combined.ood_score[j]), cut, "ensemble")
+            result = ensemble[j]
             result.source = _source_name(images[index])
             result.metadata = patients[index] if self.uses_metadata else None
+            cam = run.cams[j] if heatmap else None
             result.heatmap = None if cam is None else _normalise_cam(cam, size)
             result.image = run.canonical[j] if keep_image else None
             if compare:
-                result.members = [
-                    self._result(
-                        probs[j],
-                        float(out.ood_score[j]),
-                        member.meta.threshold if threshold is None else threshold,
-                        member.meta.name,
-                    )
-                    for member, out, probs in zip(self.members, run.members, member_probs, strict=True)
-                ]
-            if len(self.members) == 1:
-                result.model = self.meta.name
+                result.members = [own[j] for own in members]
             results[index] = result
         return [r for r in results if r is not None]
-
-    def _result(self, probs: np.ndarray, ood_score: float, cut: float, model: str) -> Prediction:
-        """One model's (or the ensemble's) verdict from calibrated probabilities and a gate score."""
-        p_mal = float(probs[self.meta.malignant_indices].sum())
-        refused = ood_score > 1.0
-        return Prediction(
-            probabilities={c: float(p) for c, p in zip(self.classes, probs, strict=True)},
-            p_malignant=p_mal,
-            prediction=self.classes[int(np.argmax(probs))],
-            decision=REFUSED if refused else (MALIGNANT_LABEL if p_mal >= cut else BENIGN),
-            threshold=cut,
-            ood=refused,
-            ood_score=ood_score,
-            model=model,
-        )

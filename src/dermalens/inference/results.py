@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dermalens.inference.metadata import PatientMetadata
+from dermalens.core.metadata import PatientMetadata
+from dermalens.core.taxonomy import BENIGN, MALIGNANT_LABEL
 
 #: Shown wherever a person sees a prediction.
 DISCLAIMER = (
@@ -26,6 +27,17 @@ REFUSAL_REASON = (
     "figures would not mean anything. Send a dermoscopy image of one lesion, in focus, with the lesion "
     "inside the frame."
 )
+
+
+def decide(p_malignant: float, refused: bool, threshold: float) -> str:
+    """The one decision rule: no verdict for an image the gate refuses; otherwise malignant when
+    p_malignant reaches the operating threshold (the engine applies it; nothing else re-derives it)."""
+    return REFUSED if refused else (MALIGNANT_LABEL if p_malignant >= threshold else BENIGN)
+
+
+#: Decimal places of the JSON forms (API, log, `Prediction.to_dict`); files written for analysis
+#: (`evaluate`'s predictions.csv, the archive's Parquet) keep full precision.
+JSON_DIGITS = {"p_malignant": 6, "threshold": 6, "ood_score": 4, "probabilities": 6}
 
 
 @dataclass
@@ -74,19 +86,40 @@ class Prediction:
         """Why there is no verdict (None when there is one)."""
         return REFUSAL_REASON if self.refused else None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (no arrays)."""
+    def fields(self) -> dict[str, Any]:
+        """The result's own fields, typed and at full precision, in the order every form of it
+        shows them: the API result, an ensemble member's row, the log, the CSV and Parquet rows
+        (`inference.rows`) and `to_dict` all start from here."""
         return {
-            "source": self.source,
             "prediction": self.diagnosis,
-            "top_class": self.prediction,
-            "p_malignant": round(self.p_malignant, 6),
+            "p_malignant": self.p_malignant,
             "decision": self.decision,
             "reason": self.reason,
             "threshold": self.threshold,
             "ood": self.ood,
-            "ood_score": round(self.ood_score, 4),
-            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            "ood_score": self.ood_score,
+            "probabilities": dict(self.probabilities),
+        }
+
+    def json_fields(self) -> dict[str, Any]:
+        """`fields` rounded as the JSON forms send them (`JSON_DIGITS`)."""
+        out = self.fields()
+        for key, digits in JSON_DIGITS.items():
+            value = out[key]
+            out[key] = (
+                {k: round(v, digits) for k, v in value.items()}
+                if isinstance(value, dict)
+                else round(value, digits)
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (no arrays): the source, the model's top class even when refused, and
+        the patient data, model name and members' results where there are any."""
+        return {
+            "source": self.source,
+            "top_class": self.prediction,
+            **self.json_fields(),
             **({"metadata": self.metadata.to_dict()} if self.metadata is not None else {}),
             **({"model": self.model} if self.model else {}),
             **({"members": [m.to_dict() for m in self.members]} if self.members is not None else {}),
@@ -106,7 +139,7 @@ def correctness(label: str | None, prediction: Prediction) -> tuple[bool | None,
     """(decision matches the label's benign/malignant class, diagnosis matches a dx label).
 
     A refused image has no verdict to be right or wrong: (None, None); summaries count it apart."""
-    from dermalens.taxonomy import DIAGNOSES, binary_label
+    from dermalens.core.taxonomy import DIAGNOSES, binary_label
 
     if label is None or prediction.refused:
         return None, None

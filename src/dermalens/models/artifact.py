@@ -15,7 +15,6 @@ clear error instead of silently wrong predictions. This module never imports tor
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,8 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermalens.inference.metadata import MetadataEncoding
-from dermalens.inference.preprocess import Preprocessing
+from dermalens.core.hashing import file_sha256
+from dermalens.core.metadata import MetadataEncoding
+from dermalens.core.preprocess import Preprocessing
 
 FORMAT_VERSION = 1
 META_FILE = "artifact.json"
@@ -116,14 +116,6 @@ class ArtifactMeta:
         return f"{self.name}-{self.version}-{digest[:8]}"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve(path: str | os.PathLike[str] | None) -> Path:
     """The artifact folder for `path` (a folder, or a file inside one); None = the bundled model."""
     if path is None:
@@ -151,7 +143,7 @@ def load_meta(
             file = folder / name
             if not file.is_file():
                 raise ArtifactError(f"{folder}: {name} is listed in {META_FILE} but missing")
-            actual = sha256_file(file)
+            actual = file_sha256(file)
             if actual != expected:
                 raise ArtifactError(
                     f"{file}: SHA-256 {actual[:12]}… does not match {expected[:12]}… in {META_FILE}; "
@@ -163,7 +155,7 @@ def load_meta(
 def write_meta(folder: Path, meta: ArtifactMeta) -> Path:
     """Hash every artifact file present in `folder` and write `artifact.json`."""
     meta.files = {
-        name: sha256_file(folder / name)
+        name: file_sha256(folder / name)
         for name in (ONNX_FILE, WEIGHTS_FILE, OOD_FILE, BASELINE_FILE)
         if (folder / name).is_file()
     }

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dermalens.inference.ood import OodGate
 from dermalens.models.artifact import ONNX_FILE, OOD_FILE, WEIGHTS_FILE, ArtifactMeta, write_meta
 from dermalens.models.export import export_onnx
+from dermalens.models.ood import OodGate
 
 
 def save_artifact(

@@ -64,10 +64,9 @@ def forward_all(
     ``"level_features"`` [N,Dl] (pooled second-to-last block) for EfficientNet backbones.
 
     `metadata` [N,M] is read only by models with a metadata branch (`models.fusion`)."""
-    from dermalens.models.fusion import LesionNet
-
-    if isinstance(model, LesionNet):
-        return model.forward_all(x, metadata if model.metadata_dim else None)
+    own = getattr(model, "forward_all", None)  # a network that computes its own (models.fusion.LesionNet)
+    if own is not None:
+        return own(x, metadata if getattr(model, "metadata_dim", 0) else None)  # type: ignore[no-any-return]
     if has_linear_cam(model):
         fmap, mid = backbone_maps(model, x)
         classifier: nn.Linear = model.get_classifier()  # type: ignore[operator,assignment]

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from dermalens.inference.decode import ImageInput
-from dermalens.inference.metadata import PatientMetadata, per_image
+from dermalens.core.decode import ImageInput
+from dermalens.core.metadata import PatientMetadata, per_image
 from dermalens.inference.predictor import Classifier
 from dermalens.inference.results import Prediction, PredictionError
 

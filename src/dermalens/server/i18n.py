@@ -3,7 +3,7 @@
 The choice, in order: ``?lang=`` (the switch on the page), the ``dermalens_lang``
 cookie the switch sets, the browser's ``Accept-Language`` (which mirrors
 ``navigator.language``), then English. Diagnosis names are keyed ``dx.<code>`` and
-fall back to the English names in `dermalens.taxonomy`, so the class list itself is
+fall back to the English names in `dermalens.core.taxonomy`, so the class list itself is
 never repeated in a translation file; the English disclaimer is `results.DISCLAIMER` itself.
 """
 
@@ -14,9 +14,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from dermalens.core.taxonomy import DIAGNOSES
 from dermalens.inference.results import DISCLAIMER
 from dermalens.server.settings import LANGUAGES
-from dermalens.taxonomy import DIAGNOSES
 
 COOKIE = "dermalens_lang"
 DEFAULT = "en"

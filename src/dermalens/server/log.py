@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from dermalens.inference.metadata import METADATA_FIELDS
+from dermalens.core.metadata import METADATA_FIELDS
 
 
 @dataclass

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dermalens.inference.decode import ACCEPTED_HELP, MAX_PIXELS
-from dermalens.inference.metadata import METADATA_FIELDS
+from dermalens.core.decode import ACCEPTED_HELP, MAX_PIXELS
+from dermalens.core.metadata import METADATA_FIELDS
+from dermalens.core.taxonomy import DIAGNOSES, SITE_GROUPS
 from dermalens.inference.predictor import Classifier
 from dermalens.inference.results import DISCLAIMER
 from dermalens.server.settings import ServerSettings
-from dermalens.taxonomy import DIAGNOSES, SITE_GROUPS
 
 
 def _clean(value: Any) -> Any:

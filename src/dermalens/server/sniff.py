@@ -8,7 +8,7 @@ and 422 for a file that claims to be an image but is damaged.
 
 from __future__ import annotations
 
-from dermalens.inference.decode import ACCEPTED_HELP
+from dermalens.core.decode import ACCEPTED_HELP
 
 #: Accepted image formats: (name, test on the leading bytes).
 _IMAGE_MAGIC: tuple[tuple[str, bytes, int], ...] = (

@@ -11,7 +11,6 @@ page sends one image per request, so one bad file spoils only its own card.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +20,13 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from dermalens.inference.decode import ACCEPTED_HELP, ImageDecodeError, decode_with_size
-from dermalens.inference.metadata import MAX_AGE, METADATA_FIELDS, SEX_SPELLINGS, PatientMetadata
+from dermalens.core.decode import ACCEPTED_HELP, ImageDecodeError, decode_with_size
+from dermalens.core.hashing import bytes_sha256
+from dermalens.core.metadata import MAX_AGE, METADATA_FIELDS, SEX_SPELLINGS, PatientMetadata
+from dermalens.core.taxonomy import SITE_GROUPS, UnknownLabelError, label_from_filename, normalize_label
 from dermalens.server.errors import ApiError
 from dermalens.server.sniff import sniff, unsupported_message
 from dermalens.server.state import get_state
-from dermalens.taxonomy import SITE_GROUPS, UnknownLabelError, label_from_filename, normalize_label
 
 #: HTTP status for each `ImageDecodeError.kind`.
 STATUS_BY_KIND = {"empty": 422, "unsupported": 415, "corrupt": 422, "too_large": 413, "missing": 422}
@@ -287,7 +287,7 @@ def inspect(uploads: list[Upload], min_size: tuple[int, int]) -> None:
     """SHA-256 and the one decode of each upload (JPEG draft mode, never below `min_size`), with its
     full upright pixel size; a decode error is kept on the upload (run in a thread)."""
     for upload in uploads:
-        upload.sha256 = hashlib.sha256(upload.data).hexdigest()
+        upload.sha256 = bytes_sha256(upload.data)
         try:
             upload.pixels, (upload.width, upload.height) = decode_with_size(upload.data, min_size=min_size)
         except ImageDecodeError as err:

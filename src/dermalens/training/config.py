@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from dermalens.inference.preprocess import Preprocessing
+from dermalens.core.preprocess import Preprocessing
 
 
 @dataclass

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
+from dermalens.core.decode import decode_image
+from dermalens.core.metadata import METADATA_FIELDS, MetadataEncoding, PatientMetadata
+from dermalens.core.preprocess import Preprocessing, color_correct, normalize, resize_to_input
 from dermalens.data.records import Record
-from dermalens.inference.decode import decode_image
-from dermalens.inference.metadata import METADATA_FIELDS, MetadataEncoding, PatientMetadata
-from dermalens.inference.preprocess import Preprocessing, color_correct, normalize, resize_to_input
 from dermalens.training.augment import augment
 from dermalens.training.config import AugmentConfig, BalanceConfig
 

@@ -18,10 +18,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dermalens.data.records import Record
-from dermalens.inference.ood import fit_gate
 from dermalens.inference.probabilities import softmax
 from dermalens.models.artifact import ArtifactMeta
 from dermalens.models.build import save_artifact
+from dermalens.models.ood import fit_gate
 from dermalens.training.config import TrainConfig
 from dermalens.training.data import LesionDataset, cache_images
 from dermalens.training.loop import predict_outputs, quick_metrics

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dermalens.inference.metadata import METADATA_FIELDS, MetadataEncoding, PatientMetadata
+from dermalens.core.metadata import METADATA_FIELDS, MetadataEncoding, PatientMetadata
 from dermalens.models.factory import create_model
 from dermalens.models.fusion import FlatHead, LesionNet
 from dermalens.training.config import TrainConfig

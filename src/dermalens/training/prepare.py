@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from dermalens.core.metadata import MetadataEncoding
+from dermalens.core.preprocess import Preprocessing
+from dermalens.core.taxonomy import BINARY_LABELS, DX_CODES, MALIGNANT, MALIGNANT_LABEL, to_ham
 from dermalens.data.readers import load_dataset
 from dermalens.data.records import Dataset, Record
 from dermalens.data.splits import Split, split_dataset
-from dermalens.inference.metadata import MetadataEncoding
-from dermalens.inference.preprocess import Preprocessing
-from dermalens.taxonomy import BINARY_LABELS, DX_CODES, MALIGNANT, MALIGNANT_LABEL, to_ham
 from dermalens.training.config import DataConfig, SourceConfig, StageConfig, TrainConfig
 
 log = logging.getLogger(__name__)

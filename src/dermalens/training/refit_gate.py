@@ -19,11 +19,11 @@ from dermalens.data.records import Record
 from dermalens.data.splits import Split
 from dermalens.evaluation.outputs import collect_outputs
 from dermalens.inference.engine import Engine
-from dermalens.inference.ood import OodGate, fit_gate
 from dermalens.models.artifact import ONNX_FILE, OOD_FILE, WEIGHTS_FILE, load_meta, writable_copy, write_meta
 from dermalens.models.build import save_gate
 from dermalens.models.export import export_onnx
 from dermalens.models.factory import build_from_meta
+from dermalens.models.ood import OodGate, fit_gate
 
 
 def _split_records(data: str | Path, split_file: str | Path, classes: list[str]) -> dict[str, list[Record]]:

@@ -224,6 +224,19 @@ class Trainer:
         per_rank = len(order) // self.dist.world
         return order[self.dist.rank :: self.dist.world][:per_rank]
 
+    def _optimiser(
+        self, model: nn.Module, stage: StageConfig, steps: int, checkpoint: dict[str, Any] | None
+    ) -> tuple[torch.optim.Optimizer, Any]:
+        """AdamW over what the stage trains and its schedule; a resumed run's states and RNGs."""
+        optimizer = torch.optim.AdamW(param_groups(model, stage, self.config.weight_decay))
+        scheduler = scheduler_for(optimizer, stage, steps)
+        if checkpoint:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            torch.set_rng_state(checkpoint["torch_rng"])
+            np.random.set_state(checkpoint["numpy_rng"])
+        return optimizer, scheduler
+
     def _run_stage(
         self, model: nn.Module, stage: StageConfig, state: RunState, checkpoint: dict[str, Any] | None
     ) -> None:
@@ -232,62 +245,34 @@ class Trainer:
         train_set, val_set = self._stage_sets(stage, data)
         criterion = criterion_for(config, data.train_targets, len(self.classes)).to(self.device)
         distill = (
-            Distillation(config.distill.weight, config.distill.temperature)
-            if train_set.soft is not None
-            else None
+            None
+            if train_set.soft is None
+            else Distillation(config.distill.weight, config.distill.temperature)
         )
         per_rank = len(self._epoch_order(data, 0))
         steps = max(1, per_rank // config.batch_size) if per_rank > config.batch_size else 1
-        optimizer = torch.optim.AdamW(param_groups(model, stage, config.weight_decay))
-        scheduler = scheduler_for(optimizer, stage, steps)
-        if checkpoint:
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
-            torch.set_rng_state(checkpoint["torch_rng"])
-            np.random.set_state(checkpoint["numpy_rng"])
-        train_model: nn.Module = model
-        if self.dist.world > 1:
-            train_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=None if self.device.type == "cpu" else [self.device.index]
-            )
+        optimizer, scheduler = self._optimiser(model, stage, steps, checkpoint)
+        train_model = self._parallel(model)
         for epoch in range(state.epoch + 1, stage.epochs):
             started = time.time()
             epoch_seed = config.seed * 1000 + state.stage_index * 100 + epoch
             train_set.epoch = epoch_seed
             order = self._epoch_order(data, epoch_seed)
+            loader = _loader(train_set, order, config, epoch_seed)
             loss = train_one_epoch(
-                train_model,
-                _loader(train_set, order, config, epoch_seed),
-                criterion,
-                optimizer,
-                scheduler,
-                channels_last=config.channels_last,
-                device=self.device,
-                total=steps,
-                desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
-                progress=self.progress,
-                frozen=frozen_in_eval(model, stage),
-                distill=distill,
-            )
+                train_model, loader, criterion, optimizer, scheduler, channels_last=config.channels_last,
+                device=self.device, total=steps, desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
+                progress=self.progress, frozen=frozen_in_eval(model, stage), distill=distill,
+            )  # fmt: skip
             if self.dist.main:
-                seconds = time.time() - started
-                self._end_epoch(
-                    model,
-                    val_set,
-                    criterion,
-                    stage,
-                    state,
-                    epoch,
-                    loss,
-                    seconds,
-                    len(order) * self.dist.world,
-                )
+                seen = (len(order) * self.dist.world, time.time() - started)
+                self._end_epoch(model, val_set, criterion, stage, state, epoch, loss, seen)
                 self._save(model, optimizer, scheduler, state)
             self.dist.barrier()
             state = self._sync_state(state)
             if state.stale >= config.patience:
                 log.info(
-                    "early stopping %s after epoch %d (no improvement in %d)",
+                    "early stopping %s after epoch %d (%d without improvement)",
                     stage.name,
                     epoch + 1,
                     state.stale,
@@ -297,6 +282,13 @@ class Trainer:
         if self.dist.main:
             self._save(model, optimizer, scheduler, state)
         self.dist.barrier()
+
+    def _parallel(self, model: nn.Module) -> nn.Module:
+        """The model as the training step sees it: DDP-wrapped under torchrun."""
+        if self.dist.world == 1:
+            return model
+        device_ids = None if self.device.type == "cpu" else [self.device.index]
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     def _sync_state(self, state: RunState) -> RunState:
         if self.dist.world == 1:
@@ -314,9 +306,10 @@ class Trainer:
         state: RunState,
         epoch: int,
         loss: float,
-        seconds: float,
-        n_train: int,
+        seen: tuple[int, float],
     ) -> None:
+        """Validate, log and keep the best weights; `seen` is (images trained on, seconds)."""
+        n_train, seconds = seen
         loader = DataLoader(val_set, batch_size=self.config.batch_size * 2, num_workers=0)
         out = predict_outputs(
             model, loader, channels_last=self.config.channels_last, criterion=criterion, device=self.device

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
-from dermalens.inference.decode import ACCEPTED_HELP
+from dermalens.core.decode import ACCEPTED_HELP
 from dermalens.inference.results import DISCLAIMER
 from dermalens.server.errors import ApiError
 from dermalens.server.i18n import COOKIE, Translator, choose_language, language_names, translations

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 
-from dermalens.inference.decode import ACCEPTED_HELP, ImageDecodeError
+from dermalens.core.decode import ACCEPTED_HELP, ImageDecodeError
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
 from dermalens.server.batcher import Options, Result
 from dermalens.server.log import LogRow

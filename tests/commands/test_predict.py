@@ -71,7 +71,7 @@ def test_quantize_makes_a_loadable_int8_artifact(tiny_artifact, tmp_path):
     import numpy as np
 
     from dermalens import Classifier
-    from dermalens.models.quantize import quantize_artifact
+    from dermalens.training.quantize import quantize_artifact
 
     images = [lesion_like(i) for i in range(8)]
     out = quantize_artifact(tiny_artifact, tmp_path / "int8", images, batch=4)

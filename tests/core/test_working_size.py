@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import lesion_like
-from dermalens.inference.preprocess import Preprocessing, resize_to_input
+from dermalens.core.preprocess import Preprocessing, resize_to_input
 
 
 def _at(image: np.ndarray, width: int) -> np.ndarray:

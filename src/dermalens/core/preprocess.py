@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dermalens.inference.decode import ImageInput, decode_image
+from dermalens.core.decode import ImageInput, decode_image
 
 
 @dataclass(frozen=True)

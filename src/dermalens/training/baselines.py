@@ -64,7 +64,7 @@ def extract(paths: Sequence[Path], spec: Any, progress: bool = False) -> np.ndar
     """Raw (unstandardised) features of images on disk, decoded with the artifact's preprocessing."""
     from tqdm import tqdm
 
-    from dermalens.inference.preprocess import load_canonical
+    from dermalens.core.preprocess import load_canonical
 
     def one(path: Path) -> np.ndarray:
         return image_features(load_canonical(path, spec))
@@ -137,8 +137,8 @@ def train_baseline(
 
     from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
     from dermalens.evaluation.metrics import compute_metrics
-    from dermalens.inference.ood import fit_gate
     from dermalens.inference.probabilities import softmax
+    from dermalens.models.ood import fit_gate
     from dermalens.training.prepare import load_stage_data, split_path, targets_for
 
     cfg = _load_config(config, overrides)

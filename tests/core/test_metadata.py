@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dermalens.inference.metadata import MetadataEncoding, PatientMetadata
-from dermalens.taxonomy import SITE_GROUPS, site_group
+from dermalens.core.metadata import MetadataEncoding, PatientMetadata
+from dermalens.core.taxonomy import SITE_GROUPS, site_group
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_encoding_layout_sets_missing_flags_instead_of_imputing():
 
 
 def test_every_listed_sex_spelling_is_accepted():
-    from dermalens.inference.metadata import SEX_SPELLINGS, parse_sex
+    from dermalens.core.metadata import SEX_SPELLINGS, parse_sex
 
     assert {parse_sex(text) for text in SEX_SPELLINGS} == {None, "male", "female"}
     assert {parse_sex(text.upper()) for text in SEX_SPELLINGS} == {None, "male", "female"}

@@ -22,6 +22,8 @@ MAX_PIXELS = 100_000_000
 #: Formats PIL may open; anything else (PDF, PSD, EPS...) is refused by content, not name.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")  # MPO opens through JPEG
 ACCEPTED_HELP = "JPEG, PNG, BMP, TIFF, WebP or GIF images"
+#: File suffixes that folder readers and the archive treat as images (lower case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 ImageInput = str | os.PathLike[str] | bytes | Image.Image | np.ndarray[Any, Any]
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from conftest import _tiny, lesion_like
+from dermalens.core.preprocess import Preprocessing, canonical, clahe, color_correct, resize_to_input
 from dermalens.inference.predictor import Classifier
-from dermalens.inference.preprocess import Preprocessing, canonical, clahe, color_correct, resize_to_input
 from dermalens.models.artifact import ArtifactError, load_meta
 
 CLAHE = Preprocessing(input_size=(224, 168), contrast="clahe")

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dermalens.evaluation.baseline import (
+from dermalens.core.preprocess import load_canonical, normalize
+from dermalens.evaluation.outputs import collect_outputs
+from dermalens.inference.features import FEATURE_NAMES, image_features
+from dermalens.inference.tta import tta_views
+from dermalens.models.artifact import ArtifactError, load_meta
+from dermalens.training.baselines import (
     ARCHITECTURE,
     BASELINE_FILE,
     BaselineRuntime,
     full_weights,
 )
-from dermalens.evaluation.outputs import collect_outputs
-from dermalens.inference.features import FEATURE_NAMES, image_features
-from dermalens.inference.preprocess import load_canonical, normalize
-from dermalens.inference.tta import tta_views
-from dermalens.models.artifact import ArtifactError, load_meta
 
 from .conftest import baseline_config, tinted_lesion
 
@@ -96,7 +96,7 @@ def test_train_baseline_from_yaml(dataset_csv: Path, split_file: Path, tmp_path:
     """The `dermalens train --config configs/baseline.yaml` path: a TrainConfig YAML, binary head."""
     import yaml
 
-    from dermalens.evaluation.baseline import train_baseline
+    from dermalens.training.baselines import train_baseline
 
     config = tmp_path / "baseline.yaml"
     config.write_text(
@@ -154,8 +154,8 @@ def test_rbf_svm_baseline_trains_evaluates_and_compares(
     works with `evaluate` and `compare` beside the logistic regression."""
     from sklearn.kernel_approximation import Nystroem
 
-    from dermalens.evaluation.baseline import SVM_ARCHITECTURE, train_baseline
     from dermalens.evaluation.compare import compare
+    from dermalens.training.baselines import SVM_ARCHITECTURE, train_baseline
 
     config = baseline_config(
         "tiny-svm", dataset_csv, split_file, tmp_path / "runs", model={"architecture": SVM_ARCHITECTURE}

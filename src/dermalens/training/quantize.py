@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dermalens.inference.decode import ImageInput
+from dermalens.core.decode import ImageInput
+from dermalens.core.metadata import MetadataEncoding
 from dermalens.inference.engine import Engine
-from dermalens.inference.metadata import MetadataEncoding
 from dermalens.models.artifact import META_FILE, ONNX_FILE, load_meta, write_meta
 
 

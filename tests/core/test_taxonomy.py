@@ -1,6 +1,6 @@
 import pytest
 
-from dermalens.taxonomy import (
+from dermalens.core.taxonomy import (
     DX_CODES,
     MALIGNANT,
     UnknownLabelError,

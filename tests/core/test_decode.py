@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from conftest import lesion_like
-from dermalens.inference.decode import MAX_PIXELS, ImageDecodeError, decode_image
-from dermalens.inference.preprocess import Preprocessing, canonical, crop_to_aspect, prepare, shades_of_gray
+from dermalens.core.decode import MAX_PIXELS, ImageDecodeError, decode_image
+from dermalens.core.preprocess import Preprocessing, canonical, crop_to_aspect, prepare, shades_of_gray
 
 
 def _bytes(image: Image.Image, fmt: str, **kw) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dermalens.taxonomy import SEXES, SITE_GROUPS, site_group
+from dermalens.core.taxonomy import SEXES, SITE_GROUPS, site_group
 
 #: Fields a fusion model can read, in vector order.
 METADATA_FIELDS = ("age", "sex", "site")

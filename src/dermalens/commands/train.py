@@ -74,7 +74,7 @@ def run_train(args: argparse.Namespace) -> int:
     if run_dir is not None:  # the run may have been moved since it was written
         config.out_dir, config.name = str(run_dir.parent), run_dir.name
     if config.model.architecture.startswith("baseline"):
-        from dermalens.evaluation.baseline import train_baseline
+        from dermalens.training.baselines import train_baseline
 
         print(f"baseline artifact: {train_baseline(config, out=args.out)}")
         return 0

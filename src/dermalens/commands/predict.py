@@ -1,0 +1,241 @@
+"""`dermalens predict PATH...` and `dermalens export`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dermalens.archive.sources import Item, items
+from dermalens.core.decode import IMAGE_SUFFIXES
+from dermalens.core.metadata import PatientMetadata
+from dermalens.inference.results import (
+    DISCLAIMER,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    predict = sub.add_parser(
+        "predict", help="predict images, folders (recursive) or manifests; table, CSV/Parquet, heatmaps"
+    )
+    predict.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        help="image files, folders, or manifest CSVs (a path column; optional label, age, sex, site)",
+    )
+    predict.add_argument(
+        "--model", action="append", help="artifact folder (repeat for an ensemble); default: bundled"
+    )
+    predict.add_argument(
+        "--out",
+        type=Path,
+        help="write rows as batches finish: results.csv (UTF-8 with BOM, opens in Excel) or "
+        "results.parquet (a folder of typed part files); bounded memory for any number of images",
+    )
+    predict.add_argument("--csv", type=Path, help="the same as --out with a .csv name")
+    predict.add_argument(
+        "--resume", action="store_true", help="continue --out: skip images whose (path, SHA-256) it holds"
+    )
+    predict.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on Ray (pip install 'dermalens[ray]'): auto (the cluster of `ray start` or "
+        "$RAY_ADDRESS), local (start one here), or an address such as ray://head:10001",
+    )
+    predict.add_argument("--num-actors", type=int, default=2, help="with --ray: scoring actors (default 2)")
+    predict.add_argument(
+        "--threads-per-actor", type=int, default=1, help="with --ray: CPUs (ONNX Runtime threads) per actor"
+    )
+    predict.add_argument("--tta", type=int, default=1, help="test-time augmentation views, 1-8 (default 1)")
+    predict.add_argument(
+        "--heatmaps", type=Path, help="write a heatmap overlay PNG per image into this folder"
+    )
+    predict.add_argument(
+        "--threshold", type=float, help="operating threshold on p_malignant (default: the model's)"
+    )
+    predict.add_argument("--age", help="patient age in years, for every image (models that read metadata)")
+    predict.add_argument("--sex", help="patient sex for every image: male, female (or empty)")
+    predict.add_argument("--site", help="body site for every image, e.g. back, face, lower extremity")
+    predict.add_argument(
+        "--metadata",
+        type=Path,
+        help="CSV of per-image patient data: an image_id/file column (file name or stem) and any of "
+        "age/age_approx, sex, site/localization/anatom_site_general (HAM10000/ISIC metadata files work)",
+    )
+    predict.add_argument(
+        "--compare",
+        action="store_true",
+        help="with several --model: one table per image, a row per model and the ensemble "
+        "(verdict, confidence, P(benign), P(malignant)); the CSV gets one row per (image, model)",
+    )
+    predict.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    predict.add_argument("--batch", type=int, default=32, help="images per inference batch")
+    predict.add_argument("--quiet", action="store_true", help="no table, no progress bar")
+    predict.set_defaults(func=run_predict)
+
+    export = sub.add_parser("export", help="export an artifact's network to ONNX or TorchScript")
+    export.add_argument("--model", help="artifact folder (default: bundled)")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(func=run_export)
+
+    quant = sub.add_parser(
+        "quantize", help="write an INT8 copy of an artifact (static, calibrated on a split)"
+    )
+    quant.add_argument("--model", help="artifact folder (default: bundled)")
+    quant.add_argument("--data", type=Path, required=True, help="dataset with the calibration images")
+    quant.add_argument("--split", type=Path, help="split file; calibrate on --split-name (default val)")
+    quant.add_argument("--split-name", default="val")
+    quant.add_argument("--n", type=int, default=200, help="calibration images (spread evenly)")
+    quant.add_argument("--out", type=Path, required=True, help="folder of the INT8 artifact")
+    quant.set_defaults(func=run_quantize)
+
+
+_ID_COLUMNS = ("image_id", "file", "image", "path", "filename")
+_FIELD_COLUMNS = {
+    "age": ("age", "age_approx"),
+    "sex": ("sex",),
+    "site": ("site", "localization", "anatom_site_general", "anatom_site_general_challenge"),
+}
+
+
+def item_source(args: argparse.Namespace) -> Callable[[], Iterator[Item]]:
+    """The job's items: folders, files and manifests as given (absolute paths, the resume key), a
+    folder image's patient data from its `--metadata` row, else from `--age/--sex/--site`."""
+    default = PatientMetadata.parse(args.age, args.sex, args.site)
+    table = read_metadata_csv(args.metadata) if args.metadata is not None else {}
+    paths = [Path(os.path.abspath(p)) for p in args.paths]
+
+    def source() -> Iterator[Item]:
+        for item in items(paths):
+            if item.patient.is_empty:
+                found = table.get(item.path.name) or table.get(item.path.stem)
+                item = dataclasses.replace(item, patient=found or default)
+            yield item
+
+    return source
+
+
+def read_metadata_csv(path: Path) -> dict[str, PatientMetadata]:
+    """{image name or stem: PatientMetadata}; an invalid value is an error naming row and column."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such metadata CSV")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = {h.strip().lower(): h for h in reader.fieldnames or []}
+        id_col = next((header[c] for c in _ID_COLUMNS if c in header), None)
+        if id_col is None:
+            raise ValueError(f"{path}: needs an image id column, one of {', '.join(_ID_COLUMNS)}")
+        cols = {
+            f: next((header[c] for c in names if c in header), None) for f, names in _FIELD_COLUMNS.items()
+        }
+        table: dict[str, PatientMetadata] = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                patient = PatientMetadata.parse(**{f: row.get(c) if c else None for f, c in cols.items()})
+            except ValueError as err:
+                raise ValueError(f"{path} line {line}: {err}") from None
+            key = Path(str(row[id_col]).strip().replace("\\", "/")).name
+            table[key] = table[Path(key).stem] = patient
+    return table
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from dermalens.archive.job import plan, run_local
+    from dermalens.archive.sink import NullSink, SinkError, open_sink
+    from dermalens.commands.screen import Screen
+    from dermalens.inference.predictor import Classifier
+    from dermalens.inference.rows import output_columns
+
+    out = args.out or args.csv
+    try:
+        source = item_source(args)
+        clf = Classifier.load(args.model, runtime=args.runtime, tta=args.tta)
+        columns = output_columns(clf.classes, metadata=clf.uses_metadata, compare=args.compare)
+        sink = open_sink(out, columns, resume=args.resume) if out else NullSink()
+        summary = plan(source, sink)
+    except (ValueError, SinkError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not summary.total:
+        print("no images found (accepted: " + ", ".join(IMAGE_SUFFIXES) + ")", file=sys.stderr)
+        return 2
+    if not summary.left:
+        sink.close()
+        print(summary.line())
+        return 0
+    if not clf.uses_metadata and (args.metadata is not None or any((args.age, args.sex, args.site))):
+        print("note: this model reads images only; the patient metadata given is ignored", file=sys.stderr)
+    if args.compare and len(clf.members) < 2:
+        print(
+            "note: --compare needs two or more --model; comparing the one model with itself", file=sys.stderr
+        )
+    screen = Screen(quiet=args.quiet, compare=args.compare, heatmaps=args.heatmaps)
+    screen.start(summary)
+    if args.ray:
+        _run_on_ray(args, clf.uses_metadata, sink, source, summary, screen)
+    else:
+        run_local(
+            clf, source, sink, summary, batch=args.batch, threshold=args.threshold, compare=args.compare,
+            heatmap=args.heatmaps is not None, on_batch=screen.batch,
+        )  # fmt: skip
+    screen.finish(summary, clf.threshold if args.threshold is None else args.threshold)
+    if out:
+        print(f"results: {out}")
+    print(DISCLAIMER)
+    return 0
+
+
+def _run_on_ray(
+    args: argparse.Namespace, metadata: bool, sink: Any, source: Any, summary: Any, screen: Any
+) -> None:
+    from dermalens.archive.cluster import connect, run_ray
+
+    if args.heatmaps is not None:
+        raise SystemExit(
+            "error: --heatmaps is not available with --ray (run the images locally for heatmaps)"
+        )
+    ray = connect(args.ray)
+    options = {
+        "tta": args.tta,
+        "threshold": args.threshold,
+        "columns": {"metadata": metadata, "compare": args.compare},
+    }
+    run_ray(
+        ray, args.model, source, sink, summary, options, num_actors=args.num_actors,
+        threads_per_actor=args.threads_per_actor, batch=args.batch, on_batch=screen.batch,
+    )  # fmt: skip
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from dermalens.models.artifact import WEIGHTS_FILE, load_meta
+    from dermalens.models.export import export
+    from dermalens.models.factory import build_from_meta
+
+    folder, meta = load_meta(args.model)
+    model = build_from_meta(meta, folder / WEIGHTS_FILE)
+    out = export(model, args.out, args.format, meta.preprocessing.input_size)
+    print(f"exported {meta.name} ({meta.architecture}) to {out} [{args.format}]")
+    return 0
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    from dermalens.data.readers import load_dataset
+    from dermalens.data.splits import Split
+    from dermalens.training.quantize import quantize_artifact
+
+    records = load_dataset(args.data, verify=False).records
+    if args.split:
+        ids = Split.load(args.split).ids(args.split_name)
+        records = [r for r in records if r.image_id in ids]
+    step = max(1, len(records) // max(1, args.n))
+    paths = [r.path for r in records[::step]][: args.n]
+    out = quantize_artifact(args.model, args.out, paths)
+    print(f"INT8 artifact: {out} (calibrated on {len(paths)} images); measure it with `dermalens compare`")
+    return 0
