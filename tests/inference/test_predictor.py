@@ -41,7 +41,7 @@ def test_threshold_override_changes_decision(clf):
 def test_list_keeps_errors_in_place(clf):
     out = clf.predict([lesion_like(3), b"not an image", lesion_like(4)])
     assert [type(o) for o in out] == [Prediction, PredictionError, Prediction]
-    assert "not a recognised image" in out[1].error
+    assert "text file is not an accepted image; send JPEG" in out[1].error and out[1].kind == "unsupported"
     with pytest.raises(ImageDecodeError):
         clf.predict(b"")
 

@@ -16,7 +16,7 @@ from dermalens.core.taxonomy import DIAGNOSES, label_from_filename
 from dermalens.inference.overlay import heatmap_rgba
 from dermalens.server.i18n import choose_language, parse_accept_language, translations
 from dermalens.server.settings import LANGUAGES, ServerSettings
-from dermalens.server.sniff import describe, sniff
+from dermalens.core.formats import describe, sniff
 
 from .samples import jpeg, png
 

@@ -17,43 +17,64 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dermalens.core.formats import ACCEPTED_HELP, HEAD_BYTES, IMAGE_SUFFIXES, describe, sniff
+
+__all__ = ["ACCEPTED_HELP", "IMAGE_SUFFIXES", "ImageDecodeError", "ImageInput", "decode_image", "identify"]
+
 #: Largest image accepted, in pixels (a 12,000 × 8,000 photo); larger is refused, not decoded.
 MAX_PIXELS = 100_000_000
-#: Formats PIL may open; anything else (PDF, PSD, EPS...) is refused by content, not name.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")  # MPO opens through JPEG
-ACCEPTED_HELP = "JPEG, PNG, BMP, TIFF, WebP or GIF images"
-#: File suffixes that folder readers and the archive treat as images (lower case).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 ImageInput = str | os.PathLike[str] | bytes | Image.Image | np.ndarray[Any, Any]
 
 
 class ImageDecodeError(ValueError):
-    """An input that cannot be turned into an image; `kind` says why (for HTTP status codes)."""
+    """An input that cannot be turned into an image; `kind` says why (the server's HTTP status),
+    and `detail()` adds what to send instead. The one error type from the decoder to an API answer,
+    a CLI row and a Python exception."""
 
     def __init__(self, message: str, kind: str = "corrupt") -> None:
         super().__init__(message)
-        #: one of: "empty", "unsupported", "corrupt", "too_large"
+        #: one of: "empty", "missing", "unsupported", "corrupt", "too_large"
         self.kind = kind
+
+    def detail(self) -> str:
+        """The message and what is accepted (not for a missing file, nor a too-large image, whose
+        message gives the limit)."""
+        return str(self) if self.kind in ("too_large", "missing") else f"{self}; send {ACCEPTED_HELP}"
+
+
+def identify(data: bytes) -> str:
+    """The accepted format of an image's bytes (its first `HEAD_BYTES` are enough), from its
+    content; `ImageDecodeError` for an empty file or one that is not an accepted image, naming
+    what it is ("a PDF document is not an accepted image")."""
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)", "empty")
+    fmt = sniff(data)
+    if fmt is None:
+        raise ImageDecodeError(f"{describe(data)} is not an accepted image", "unsupported")
+    return fmt
 
 
 def _open(source: str | os.PathLike[str] | bytes) -> Image.Image:
     if isinstance(source, bytes):
-        if not source:
-            raise ImageDecodeError("empty file (0 bytes); send a JPEG or PNG image", "empty")
+        fmt = identify(source)
         stream: Any = io.BytesIO(source)
     else:
         path = Path(source)
         if not path.is_file():
             raise ImageDecodeError(f"{path}: no such file", "missing")
-        if path.stat().st_size == 0:
-            raise ImageDecodeError(f"{path}: empty file (0 bytes)", "empty")
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES + 1)
+        try:
+            fmt = identify(head)
+        except ImageDecodeError as err:
+            raise ImageDecodeError(f"{path}: {err}", err.kind) from None
         stream = path
     try:
         with _bomb_guard():
-            image = Image.open(stream, formats=ACCEPTED_FORMATS)
-    except UnidentifiedImageError:
-        raise ImageDecodeError(f"not a recognised image; accepted: {ACCEPTED_HELP}", "unsupported") from None
+            image = Image.open(stream, formats=(fmt,))
+    except UnidentifiedImageError:  # it starts like `fmt` but its header cannot be read: damaged
+        raise ImageDecodeError(f"damaged {fmt} file (its header cannot be read)", "corrupt") from None
     except Image.DecompressionBombError as err:
         raise ImageDecodeError(f"image too large ({err}); limit {MAX_PIXELS:,} pixels", "too_large") from None
     except (OSError, SyntaxError, ValueError) as err:

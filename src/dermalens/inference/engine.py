@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dermalens.core.decode import ImageDecodeError, ImageInput, decode_image
+from dermalens.core.decode import ImageDecodeError, ImageInput, decode_with_size
 from dermalens.core.metadata import PatientMetadata
 from dermalens.core.preprocess import Preprocessing, canonical, normalize
 from dermalens.inference.probabilities import view_probabilities
@@ -179,6 +179,8 @@ class EngineRun:
     canonical: list[np.ndarray] = field(default_factory=list)
     #: Per combined row: the first member's CAM of the top class, [h, w] at its input size, or None.
     cams: list[np.ndarray | None] = field(default_factory=list)
+    #: Per combined row: the image's full upright (width, height), from its one decode.
+    sizes: list[tuple[int, int]] = field(default_factory=list)
 
     def member_results(self, threshold: float | None = None) -> list[list[Prediction]]:
         """Each member's own results on the combined rows (its own temperature, threshold and gate;
@@ -244,54 +246,47 @@ class Engine:
         how many inputs each chunk held (progress bars)."""
         views_n = tta or self.tta
         patients = list(patients) if patients is not None else [PatientMetadata()] * len(images)
-        names = [str(i) for i in range(len(images))] if ids is None else list(ids)
-        rows: list[int] = []
-        errors: list[tuple[int, ImageDecodeError]] = []
-        kept: list[np.ndarray] = []
-        cam_views: list[list[np.ndarray]] = []
-        parts: list[list[dict[str, Any]]] = [[] for _ in self.members]
-        specs = [m.meta.preprocessing for m in self.members]
+        gathered = _Gathered([[] for _ in self.members])
         for start in range(0, len(images), CHUNK):
             chunk = range(start, min(start + CHUNK, len(images)))
-            prepared = _prepare_many([images[k] for k in chunk], specs, self.decode_size(), workers)
-            good = [k for k, p in zip(chunk, prepared, strict=True) if not isinstance(p, ImageDecodeError)]
-            errors += [
-                (k, p) for k, p in zip(chunk, prepared, strict=True) if isinstance(p, ImageDecodeError)
-            ]
-            views_by_member = [
-                [p[m] for p in prepared if not isinstance(p, ImageDecodeError)] for m in range(len(specs))
-            ]
-            chunk_cams: list[list[np.ndarray]] = [[] for _ in good]
-            for m, member in enumerate(self.members):
-                parts[m].append(
-                    self._infer_member(
-                        member,
-                        views_by_member[m],
-                        [patients[k] for k in good],
-                        views_n,
-                        chunk_cams if heatmap and m == 0 else None,
-                    )
-                )
-            if keep_canonical:
-                kept += views_by_member[0]
-            rows += good
-            cam_views += chunk_cams
+            prepared = _prepare_many([images[k] for k in chunk], self.specs, self.decode_size(), workers)
+            self._run_chunk(list(chunk), prepared, patients, views_n, heatmap, keep_canonical, gathered)
             if on_done is not None:
                 on_done(len(chunk))
-        failed = [(names[k], str(err)) for k, err in errors]
-        outputs = [
-            _merge(member, part, [names[k] for k in rows], failed, views_n)
-            for member, part in zip(self.members, parts, strict=True)
+        names = [str(i) for i in range(len(images))] if ids is None else list(ids)
+        return gathered.run(self.members, names, views_n, heatmap)
+
+    @property
+    def specs(self) -> list[Preprocessing]:
+        return [m.meta.preprocessing for m in self.members]
+
+    def _run_chunk(
+        self,
+        chunk: list[int],
+        prepared: list[_Prepared | ImageDecodeError],
+        patients: Sequence[PatientMetadata],
+        views_n: int,
+        heatmap: bool,
+        keep_canonical: bool,
+        gathered: _Gathered,
+    ) -> None:
+        """Every member on one chunk's readable images; what they give is added to `gathered`."""
+        good = [(k, p) for k, p in zip(chunk, prepared, strict=True) if isinstance(p, _Prepared)]
+        gathered.errors += [
+            (k, p) for k, p in zip(chunk, prepared, strict=True) if isinstance(p, ImageDecodeError)
         ]
-        combined = combine(outputs)
-        cams: list[np.ndarray | None] = [None] * len(rows)
-        if heatmap:
-            top = combined.probs.argmax(axis=1)
-            cams = [
-                np.mean([v[top[j]] for v in maps], axis=0) if maps else None
-                for j, maps in enumerate(cam_views)
-            ]
-        return EngineRun(outputs, combined, rows, errors, kept, cams)
+        chunk_cams: list[list[np.ndarray]] = [[] for _ in good]
+        for m, member in enumerate(self.members):
+            views = [p.views[m] for _, p in good]
+            maps = chunk_cams if heatmap and m == 0 else None
+            gathered.parts[m].append(
+                self._infer_member(member, views, [patients[k] for k, _ in good], views_n, maps)
+            )
+        if keep_canonical:
+            gathered.kept += [p.views[0] for _, p in good]
+        gathered.rows += [k for k, _ in good]
+        gathered.sizes += [p.size for _, p in good]
+        gathered.cam_views += chunk_cams
 
     def network_inputs(self, images: Sequence[ImageInput], member: int = 0) -> Iterator[np.ndarray]:
         """What `member`'s network is fed for each image (3×H×W float32, first TTA view), decoded
@@ -301,7 +296,7 @@ class Engine:
         for start in range(0, len(images), CHUNK):
             for prepared in _prepare_many(images[start : start + CHUNK], [spec], spec.input_size, None):
                 if not isinstance(prepared, ImageDecodeError):
-                    yield normalize(prepared[0], spec)
+                    yield normalize(prepared.views[0], spec)
 
     @staticmethod
     def _infer_member(
@@ -333,6 +328,34 @@ class Engine:
         return result
 
 
+@dataclass
+class _Gathered:
+    """What `Engine.run` collects chunk by chunk, and the `EngineRun` it makes at the end."""
+
+    parts: list[list[dict[str, Any]]]
+    rows: list[int] = field(default_factory=list)
+    errors: list[tuple[int, ImageDecodeError]] = field(default_factory=list)
+    kept: list[np.ndarray] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    cam_views: list[list[np.ndarray]] = field(default_factory=list)
+
+    def run(self, members: Sequence[Member], names: list[str], views_n: int, heatmap: bool) -> EngineRun:
+        failed = [(names[k], str(err)) for k, err in self.errors]
+        outputs = [
+            _merge(member, part, [names[k] for k in self.rows], failed, views_n)
+            for member, part in zip(members, self.parts, strict=True)
+        ]
+        combined = combine(outputs)
+        cams: list[np.ndarray | None] = [None] * len(self.rows)
+        if heatmap:  # each view's CAM of the class the ensemble chose, averaged over the views
+            top = combined.probs.argmax(axis=1)
+            cams = [
+                np.mean([v[top[j]] for v in maps], axis=0) if maps else None
+                for j, maps in enumerate(self.cam_views)
+            ]
+        return EngineRun(outputs, combined, self.rows, self.errors, self.kept, cams, self.sizes)
+
+
 #: Inputs decoded and run per chunk: bounds memory (HAM10000's test split at once is ~350 MB).
 CHUNK = 64
 
@@ -353,23 +376,31 @@ def _merge(
     )
 
 
+@dataclass
+class _Prepared:
+    """One decoded input: each member's canonical view, and the image's full upright size."""
+
+    views: list[np.ndarray]
+    size: tuple[int, int]
+
+
 def _prepare_many(
     sources: Sequence[ImageInput],
     specs: Sequence[Preprocessing],
     min_size: tuple[int, int],
     workers: int | None,
-) -> list[list[np.ndarray] | ImageDecodeError]:
+) -> list[_Prepared | ImageDecodeError]:
     """Decode each input once (JPEG draft mode, never below `min_size`) and make each member's
     canonical view of it, in threads: PIL decodes and resizes without holding the GIL, so they
     overlap on a multi-core CPU. An unreadable input yields its error in place."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(source: ImageInput) -> list[np.ndarray] | ImageDecodeError:
+    def one(source: ImageInput) -> _Prepared | ImageDecodeError:
         try:
-            rgb = decode_image(source, min_size=min_size)
+            rgb, size = decode_with_size(source, min_size=min_size)
         except ImageDecodeError as err:
             return err
-        return [canonical(rgb, spec) for spec in specs]
+        return _Prepared([canonical(rgb, spec) for spec in specs], size)
 
     count = min(len(sources), workers or os.cpu_count() or 1)
     if count < 2:

@@ -153,7 +153,7 @@ class Classifier:
         run = self.engine.run(images, patients, tta=tta, heatmap=heatmap, keep_canonical=keep_image)
         results: list[Prediction | PredictionError | None] = [None] * len(images)
         for index, error in run.errors:
-            results[index] = PredictionError(_source_name(images[index]), str(error), error.kind)
+            results[index] = PredictionError(_source_name(images[index]), error.detail(), error.kind)
         ensemble = run.combined.results(threshold, "ensemble" if len(self.members) > 1 else self.meta.name)
         members = run.member_results(threshold) if compare else []
         size = self.meta.preprocessing.input_size
@@ -164,6 +164,7 @@ class Classifier:
             cam = run.cams[j] if heatmap else None
             result.heatmap = None if cam is None else _normalise_cam(cam, size)
             result.image = run.canonical[j] if keep_image else None
+            result.image_size = run.sizes[j]
             if compare:
                 result.members = [own[j] for own in members]
             results[index] = result

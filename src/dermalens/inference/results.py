@@ -70,6 +70,8 @@ class Prediction:
     members: list[Prediction] | None = field(default=None, repr=False)
     heatmap: np.ndarray | None = field(default=None, repr=False)
     image: np.ndarray | None = field(default=None, repr=False)
+    #: The image's full upright (width, height) as decoded (before any reduction), when known.
+    image_size: tuple[int, int] | None = None
 
     @property
     def refused(self) -> bool:

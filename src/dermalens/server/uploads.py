@@ -12,20 +12,17 @@ page sends one image per request, so one bad file spoils only its own card.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from dermalens.core.decode import ACCEPTED_HELP, ImageDecodeError, decode_with_size
-from dermalens.core.hashing import bytes_sha256
+from dermalens.core.decode import ACCEPTED_HELP, ImageDecodeError, identify
 from dermalens.core.metadata import MAX_AGE, METADATA_FIELDS, SEX_SPELLINGS, PatientMetadata
 from dermalens.core.taxonomy import SITE_GROUPS, UnknownLabelError, label_from_filename, normalize_label
 from dermalens.server.errors import ApiError
-from dermalens.server.sniff import sniff, unsupported_message
 from dermalens.server.state import get_state
 
 #: HTTP status for each `ImageDecodeError.kind`.
@@ -116,11 +113,8 @@ class Upload:
     sha256: str = ""
     width: int | None = None
     height: int | None = None
-    #: The format sniffed from the content (JPEG, PNG...), set by `check_content`: sniffed once.
+    #: The format read from the content (JPEG, PNG...) by `check_content`.
     format: str | None = None
-    #: The decoded pixels (the one decode of this upload, at the model's draft size), or the error.
-    pixels: np.ndarray | None = field(default=None, repr=False)
-    error: ImageDecodeError | None = None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -262,33 +256,18 @@ def _label(given: str, filename: str) -> str | None:
 
 
 def check_content(uploads: list[Upload]) -> None:
-    """Stage two: empty files and non-images (415 names what the file is). Raises `ApiError`."""
+    """Stage two, before any inference: empty files and non-images (415 names what the file is),
+    judged by the decoder's own `identify`. Raises `ApiError` listing every bad file."""
     errors = []
     for upload in uploads:
-        if not upload.data:
-            errors.append(
-                file_error(
-                    upload.filename, "empty", f"{upload.filename}: empty file (0 bytes); send {ACCEPTED_HELP}"
-                )
-            )
-        else:
-            upload.format = sniff(upload.data)
-            if upload.format is None:
-                errors.append(
-                    file_error(
-                        upload.filename, "unsupported", unsupported_message(upload.filename, upload.data)
-                    )
-                )
+        try:
+            upload.format = identify(upload.data)
+        except ImageDecodeError as err:
+            errors.append(decode_error(upload.filename, err.kind, err.detail()))
     if errors:
         raise files_failed(errors)
 
 
-def inspect(uploads: list[Upload], min_size: tuple[int, int]) -> None:
-    """SHA-256 and the one decode of each upload (JPEG draft mode, never below `min_size`), with its
-    full upright pixel size; a decode error is kept on the upload (run in a thread)."""
-    for upload in uploads:
-        upload.sha256 = bytes_sha256(upload.data)
-        try:
-            upload.pixels, (upload.width, upload.height) = decode_with_size(upload.data, min_size=min_size)
-        except ImageDecodeError as err:
-            upload.error = err
+def decode_error(filename: str, kind: str, detail: str) -> dict[str, Any]:
+    """A file's decoder error (`ImageDecodeError.detail`, as it reached the route) as a file error."""
+    return file_error(filename, kind, f"{filename}: {detail}")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 
-from dermalens.core.decode import ACCEPTED_HELP, ImageDecodeError
+from dermalens.core.hashing import bytes_sha256
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
 from dermalens.server.batcher import Options, Result
 from dermalens.server.log import LogRow
@@ -19,10 +19,9 @@ from dermalens.server.storage import store_image
 from dermalens.server.uploads import (
     PredictRequest,
     Upload,
-    file_error,
+    decode_error,
     files_failed,
     form_schema,
-    inspect,
     predict_request,
 )
 
@@ -57,19 +56,16 @@ async def predict(
 ) -> dict[str, Any]:
     state = get_state(request)
     uploads, options, patient = body.uploads, body.options, body.patient
-    await anyio.to_thread.run_sync(inspect, uploads, state.classifier.engine.decode_size())
-    bad = [_decode_error(u, u.error) for u in uploads if u.error is not None]
-    if bad:
-        raise files_failed(bad)
     tta = options.tta or state.classifier.tta
-    # Patient metadata applies to every file of the request; image-only models ignore it.
+    # The bytes go to the engine, which decodes each once; patient metadata applies to every file
+    # of the request (image-only models ignore it).
     results = await state.service.predict(
-        [u.pixels for u in uploads if u.pixels is not None],
+        [u.data for u in uploads],
         Options(tta=tta, heatmap=options.heatmap, threshold=options.threshold, compare=compare),
-        [patient] * len(uploads),
+        patient,
     )
     bad = [
-        _decode_error(u, ImageDecodeError(r.error, r.kind))
+        decode_error(u.filename, r.kind, r.error)
         for u, r in zip(uploads, results, strict=True)
         if isinstance(r, PredictionError)
     ]
@@ -85,17 +81,6 @@ async def predict(
     }
 
 
-def _decode_error(upload: Upload, error: ImageDecodeError) -> dict[str, Any]:
-    """A decoder error as a file error. Content that starts like an accepted image but that the
-    decoder cannot even identify is damaged (422), not of an unsupported kind (415)."""
-    fmt = upload.format
-    if error.kind == "unsupported" and fmt is not None:
-        detail = f"{upload.filename}: damaged {fmt} file (its header cannot be read); send {ACCEPTED_HELP}"
-        return file_error(upload.filename, "corrupt", detail)
-    accepted = "" if error.kind == "too_large" else f"; send {ACCEPTED_HELP}"  # its message has the limit
-    return file_error(upload.filename, error.kind, f"{upload.filename}: {error}{accepted}")
-
-
 def _finish(
     state: ServerState, uploads: list[Upload], results: list[Result], heatmap: bool, request_id: str
 ) -> list[dict[str, Any]]:
@@ -104,6 +89,8 @@ def _finish(
     meta = state.classifier.meta
     for upload, result in zip(uploads, results, strict=True):
         assert isinstance(result, Prediction)
+        upload.sha256 = bytes_sha256(upload.data)
+        upload.width, upload.height = result.image_size or (None, None)
         item = result_dict(
             result, filename=upload.filename, label=upload.label, heatmap=heatmap, upload=upload.info()
         )

@@ -1,24 +1,42 @@
-"""Content sniffing: what an upload really is, from its first bytes (never its name or MIME type).
+"""The one table of image formats: what may be opened, how each is recognised from its first
+bytes (never a file's name or MIME type), the file suffixes folder readers take, and what a file
+that is none of them is ("a PDF document"), for error messages.
 
-Why here and not only in the decoder: the decoder can tell "not an image PIL accepts"
-from "an image that fails to decode" only after trying; sniffing first lets the API
-answer 415 (wrong kind of file, with its name: "got a PDF") before any inference,
-and 422 for a file that claims to be an image but is damaged.
+Why content first: the decoder opens only the format the bytes say (PIL is never asked to guess),
+so "not an image we accept" (415, with what it is) and "an image that is damaged" (422) are told
+apart before any pixel is decoded, by the same code for the server, the CLI and the Python API.
 """
 
 from __future__ import annotations
 
-from dermalens.core.decode import ACCEPTED_HELP
+from dataclasses import dataclass
 
-#: Accepted image formats: (name, test on the leading bytes).
-_IMAGE_MAGIC: tuple[tuple[str, bytes, int], ...] = (
-    ("JPEG", b"\xff\xd8\xff", 0),
-    ("PNG", b"\x89PNG\r\n\x1a\n", 0),
-    ("GIF", b"GIF87a", 0),
-    ("GIF", b"GIF89a", 0),
-    ("TIFF", b"II*\x00", 0),
-    ("TIFF", b"MM\x00*", 0),
+
+@dataclass(frozen=True)
+class ImageFormat:
+    #: PIL's name of the format (`Image.open(..., formats=...)`).
+    name: str
+    #: File suffixes that folder readers and the archive treat as this format (lower case).
+    suffixes: tuple[str, ...]
+    #: Leading bytes that identify it (BMP and WebP have their own tests in `sniff`).
+    signatures: tuple[bytes, ...] = ()
+
+
+FORMATS = (
+    ImageFormat("JPEG", (".jpg", ".jpeg"), (b"\xff\xd8\xff",)),  # MPO (multi-picture JPEG) too
+    ImageFormat("PNG", (".png",), (b"\x89PNG\r\n\x1a\n",)),
+    ImageFormat("BMP", (".bmp",)),
+    ImageFormat("TIFF", (".tif", ".tiff"), (b"II*\x00", b"MM\x00*")),
+    ImageFormat("WEBP", (".webp",)),
+    ImageFormat("GIF", (), (b"GIF87a", b"GIF89a")),  # accepted as an upload; no dataset has GIFs
 )
+#: Formats the decoder opens; anything else (PDF, PSD, EPS...) is refused by content, not name.
+ACCEPTED_FORMATS = tuple(f.name for f in FORMATS)
+ACCEPTED_HELP = "JPEG, PNG, BMP, TIFF, WebP or GIF images"
+#: File suffixes that folder readers and the archive treat as images (lower case).
+IMAGE_SUFFIXES = tuple(s for f in FORMATS for s in f.suffixes)
+#: Bytes read from the start of a file to identify it (and to describe what it is when it is not one).
+HEAD_BYTES = 8192
 
 #: Sizes of the BMP info headers (BITMAPCOREHEADER ... BITMAPV5HEADER): "BM" alone is too weak a test.
 _BMP_HEADERS = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
@@ -45,9 +63,9 @@ _OTHER_MAGIC: tuple[tuple[str, bytes], ...] = (
 
 def sniff(data: bytes) -> str | None:
     """The accepted image format of `data` ("JPEG", "PNG", ...), or None when it is not one."""
-    for name, magic, offset in _IMAGE_MAGIC:
-        if data[offset : offset + len(magic)] == magic:
-            return name
+    for fmt in FORMATS:
+        if any(data.startswith(magic) for magic in fmt.signatures):
+            return fmt.name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
     if data[:2] == b"BM" and len(data) >= 18 and int.from_bytes(data[14:18], "little") in _BMP_HEADERS:
@@ -95,8 +113,3 @@ def _is_text(data: bytes) -> bool:
         # Only a multi-byte character cut by the end of a full sample is forgiven.
         return len(data) > len(sample) and err.start > len(sample) - 4
     return True
-
-
-def unsupported_message(filename: str, data: bytes) -> str:
-    """The 415 detail for one file: what it is and what is accepted."""
-    return f"{filename}: {describe(data)} is not an accepted image; send {ACCEPTED_HELP}"
