@@ -137,3 +137,18 @@ def test_the_walk_sees_lazy_and_relative_imports(tmp_path):
         "dermalens.training.config.TrainConfig",
     ]
     assert layer("dermalens.training.config") == "training" and layer("dermalens.cli") == "top"
+
+
+def test_the_serving_layers_never_import_torch_at_module_level():
+    """core, inference, server and archive run in the light `serve` install (no torch): torch may
+    only be imported inside a function that needs it (the PyTorch runtime, asked for by name)."""
+    found = []
+    for layer_name in ("core", "inference", "server", "archive"):
+        for path in sorted((SRC / "dermalens" / layer_name).rglob("*.py")):
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                if any(n.split(".")[0] in ("torch", "torchvision", "timm") for n in names):
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert not found, "module-level torch imports on the serving path:\n" + "\n".join(found)

@@ -120,3 +120,33 @@ def test_gate_threshold_keeps_every_source_below_its_quantile():
     assert refused_small(pooled) > 0.1
     assert refused_small(per_source) <= 0.05 + 1e-9
     assert (per_source.distances(common) > per_source.threshold).mean() <= 0.05
+
+
+def test_a_rare_wide_class_is_measured_in_its_own_radius(tmp_path):
+    """A class that is rare in training and spreads wider (vascular lesions) was refused far more
+    often than nevi under the shared covariance; with each class in units of its own validation
+    radius (issue #17) no class is refused more than about the quantile, and far images still are."""
+    from dermalens.models.ood import OodGate, fit_gate
+
+    rng = np.random.default_rng(1)
+    common = rng.normal(0, 1, (900, 8))
+    rare = rng.normal(4, 2.2, (60, 8))  # few and wide
+    train = np.concatenate([common, rare])
+    labels = np.asarray([0] * 900 + [1] * 60)
+    val = np.concatenate([rng.normal(0, 1, (400, 8)), rng.normal(4, 2.2, (60, 8))])
+    val_labels = np.asarray([0] * 400 + [1] * 60)
+    level_train, level_val = train[:, :4] * 2, val[:, :4] * 2  # a mid-level part with the same spread
+    shared = fit_gate(train, labels, val, 0.95, level_train, level_val)
+    own = fit_gate(train, labels, val, 0.95, level_train, level_val, val_labels=val_labels)
+
+    def refused(gate: OodGate, rows: slice) -> float:
+        return float((gate.score(val[rows], None, level_val[rows]) > 1).mean())
+
+    assert refused(shared, slice(400, None)) > 2 * refused(shared, slice(0, 400)) + 0.05
+    assert refused(own, slice(400, None)) <= 0.1 and refused(own, slice(0, 400)) <= 0.1
+    far = rng.normal(30, 1, (20, 8))
+    assert (own.score(far, None, far[:, :4] * 2) > 1).all()
+    own.save(tmp_path / "g.npz")
+    again = OodGate.load(tmp_path / "g.npz")
+    assert np.array_equal(again.score(val, None, level_val), own.score(val, None, level_val))
+    assert "own validation radius" in own.method

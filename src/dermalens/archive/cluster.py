@@ -26,6 +26,8 @@ from dermalens.archive.sources import Item
 from dermalens.inference.rows import output_columns
 
 log = logging.getLogger(__name__)
+#: CPUs a file-reading task asks of Ray.
+READ_CPUS = 0.0
 
 
 class RayUnavailable(RuntimeError):
@@ -113,7 +115,11 @@ def run_ray(
     todo, extras = _todo(source, sink, summary, options["columns"]["compare"])
     if todo:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
-        dataset = ray.data.read_binary_files([str(i.path) for i in todo], include_paths=True)
+        # Reading files is I/O: its tasks ask for no CPU, so that an actor pool that holds every
+        # CPU of the cluster (2 actors × 1 CPU on a 2-core machine) still leaves room to read.
+        dataset = ray.data.read_binary_files(
+            [str(i.path) for i in todo], include_paths=True, num_cpus=READ_CPUS
+        )
         scored = dataset.map_batches(
             Scorer,
             fn_constructor_args=(models, {**options, "threads": threads_per_actor}, extras),

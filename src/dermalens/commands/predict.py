@@ -42,31 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     predict.add_argument(
         "--resume", action="store_true", help="continue --out: skip images whose (path, SHA-256) it holds"
     )
-    predict.add_argument(
-        "--ray",
-        metavar="ADDRESS",
-        help="run on Ray (pip install 'dermalens[ray]'): auto (the cluster of `ray start` or "
-        "$RAY_ADDRESS), local (start one here), or an address such as ray://head:10001",
-    )
-    predict.add_argument("--num-actors", type=int, default=2, help="with --ray: scoring actors (default 2)")
-    predict.add_argument(
-        "--threads-per-actor", type=int, default=1, help="with --ray: CPUs (ONNX Runtime threads) per actor"
-    )
+    _ray_options(predict)
+    _patient_options(predict)
     predict.add_argument("--tta", type=int, default=1, help="test-time augmentation views, 1-8 (default 1)")
     predict.add_argument(
         "--heatmaps", type=Path, help="write a heatmap overlay PNG per image into this folder"
     )
     predict.add_argument(
         "--threshold", type=float, help="operating threshold on p_malignant (default: the model's)"
-    )
-    predict.add_argument("--age", help="patient age in years, for every image (models that read metadata)")
-    predict.add_argument("--sex", help="patient sex for every image: male, female (or empty)")
-    predict.add_argument("--site", help="body site for every image, e.g. back, face, lower extremity")
-    predict.add_argument(
-        "--metadata",
-        type=Path,
-        help="CSV of per-image patient data: an image_id/file column (file name or stem) and any of "
-        "age/age_approx, sex, site/localization/anatom_site_general (HAM10000/ISIC metadata files work)",
     )
     predict.add_argument(
         "--compare",
@@ -78,7 +61,37 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     predict.add_argument("--batch", type=int, default=32, help="images per inference batch")
     predict.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     predict.set_defaults(func=run_predict)
+    _export_commands(sub)
 
+
+def _patient_options(predict: argparse.ArgumentParser) -> None:
+    group = predict.add_argument_group("patient data (models that read it; a manifest's own columns win)")
+    group.add_argument("--age", help="patient age in years, for every image")
+    group.add_argument("--sex", help="patient sex for every image: male, female (or empty)")
+    group.add_argument("--site", help="body site for every image, e.g. back, face, lower extremity")
+    group.add_argument(
+        "--metadata",
+        type=Path,
+        help="CSV of per-image patient data: an image_id/file column (file name or stem) and any of "
+        "age/age_approx, sex, site/localization/anatom_site_general (HAM10000/ISIC metadata files work)",
+    )
+
+
+def _ray_options(predict: argparse.ArgumentParser) -> None:
+    group = predict.add_argument_group("a Ray cluster (pip install 'dermalens[ray]')")
+    group.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="score on Ray: auto (the cluster of `ray start` or $RAY_ADDRESS), local (start one "
+        "here), or an address such as ray://head:10001",
+    )
+    group.add_argument("--num-actors", type=int, default=2, help="scoring actors (default 2)")
+    group.add_argument(
+        "--threads-per-actor", type=int, default=1, help="CPUs (ONNX Runtime threads) per actor"
+    )
+
+
+def _export_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     export = sub.add_parser("export", help="export an artifact's network to ONNX or TorchScript")
     export.add_argument("--model", help="artifact folder (default: bundled)")
     export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")

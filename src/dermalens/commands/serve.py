@@ -31,23 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, help="TCP port (default 8000)")
     serve.add_argument("--tta", type=int, help="test-time augmentation views by default, 1-8 (default 1)")
-    serve.add_argument(
-        "--log-db",
-        metavar="PATH",
-        help="SQLite prediction log (default ~/.local/share/dermalens/predictions.db; 'off' disables it)",
-    )
-    serve.add_argument(
-        "--log-url",
-        metavar="URL",
-        help="prediction log in a database instead: postgresql://user:password@host/db (shared by several "
-        "servers) or sqlite:///path; replaces --log-db",
-    )
-    serve.add_argument(
-        "--store-images",
-        type=Path,
-        metavar="DIR",
-        help="keep uploaded images in DIR (by SHA-256); off by default",
-    )
+    _log_options(serve)
     serve.add_argument("--max-files", type=int, help="most images per request (default 20)")
     serve.add_argument("--max-bytes", type=int, help="most bytes per request (default 20 MiB)")
     serve.add_argument(
@@ -62,7 +46,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--concurrent-batches", type=int, help="inference batches one process runs at once (default 1)"
     )
     serve.set_defaults(func=run_serve)
+    _migrate_command(sub)
 
+
+def _log_options(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("the prediction log and stored images")
+    group.add_argument(
+        "--log-db",
+        metavar="PATH",
+        help="SQLite prediction log (default ~/.local/share/dermalens/predictions.db; 'off' disables it)",
+    )
+    group.add_argument(
+        "--log-url",
+        metavar="URL",
+        help="prediction log in a database instead: postgresql://user:password@host/db (shared by several "
+        "servers) or sqlite:///path; replaces --log-db",
+    )
+    group.add_argument(
+        "--store-images",
+        type=Path,
+        metavar="DIR",
+        help="keep uploaded images in DIR (by SHA-256); off by default",
+    )
+
+
+def _migrate_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     migrate = sub.add_parser(
         "migrate-log",
         help="upgrade a prediction log to this version's schema",

@@ -123,21 +123,37 @@ def write_eda_report(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from dermalens.core.decode import decode_image
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, str] = {}
     labels = sorted(summary["counts"])
+    figures: dict[str, str] = {}
+    for name, draw in (
+        ("classes", lambda: _class_figure(plt, summary)),
+        ("age", lambda: _age_figure(plt, dataset, labels)),
+        ("sex", lambda: _stacked_figure(plt, dataset, labels, "sex")),
+        ("site", lambda: _stacked_figure(plt, dataset, labels, "site")),
+        ("sizes", lambda: _sizes_figure(plt, summary)),
+        ("montage", lambda: _montage(plt, dataset, labels, samples)),
+    ):
+        fig = draw()
+        figures[name] = _png(fig)
+        plt.close(fig)
+    for name, data in figures.items():
+        (out / f"{name}.png").write_bytes(base64.b64decode(data))
+    path = out / "eda.html"
+    path.write_text(_eda_html(summary, figures), encoding="utf-8")
+    return path
 
+
+def _class_figure(plt: Any, summary: dict[str, Any]) -> Any:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     _bar(axes[0], summary["counts"], "images per class")
     _bar(axes[1], summary["binary_counts"], "benign / malignant")
-    figures["classes"] = _png(fig)
-    plt.close(fig)
+    return fig
 
+
+def _age_figure(plt: Any, dataset: Dataset, labels: list[str]) -> Any:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for label in labels:
         ages = [r.age for r in dataset.records if r.label == label and r.age is not None]
@@ -145,40 +161,39 @@ def write_eda_report(
             ax.hist(ages, bins=range(0, 95, 5), histtype="step", label=label, density=True)
     ax.set_title("age by class (density)")
     ax.legend(fontsize=7)
-    figures["age"] = _png(fig)
-    plt.close(fig)
+    return fig
 
-    for key, attribute in (("sex", "sex"), ("site", "site")):
-        values = sorted({getattr(r, attribute) or "unknown" for r in dataset.records})
-        table = np.array(
-            [
-                [
-                    sum(
-                        1
-                        for r in dataset.records
-                        if r.label == lab and (getattr(r, attribute) or "unknown") == v
-                    )
-                    for v in values
-                ]
-                for lab in labels
-            ]
-        )
-        fig, ax = plt.subplots(figsize=(max(6, len(values) * 0.6), 3.5))
-        bottom = np.zeros(len(labels))
-        for col, value in enumerate(values):
-            ax.bar(labels, table[:, col], bottom=bottom, label=value)
-            bottom += table[:, col]
-        ax.set_title(f"{key} by class")
-        ax.legend(fontsize=6, ncol=2)
-        figures[key] = _png(fig)
-        plt.close(fig)
 
+def _stacked_figure(plt: Any, dataset: Dataset, labels: list[str], attribute: str) -> Any:
+    """Images per class, stacked by the values of `attribute` (sex or body site)."""
+    import numpy as np
+
+    values = sorted({getattr(r, attribute) or "unknown" for r in dataset.records})
+    counts = Counter((r.label, getattr(r, attribute) or "unknown") for r in dataset.records)
+    table = np.array([[counts[(lab, v)] for v in values] for lab in labels])
+    fig, ax = plt.subplots(figsize=(max(6, len(values) * 0.6), 3.5))
+    bottom = np.zeros(len(labels))
+    for col, value in enumerate(values):
+        ax.bar(labels, table[:, col], bottom=bottom, label=value)
+        bottom += table[:, col]
+    ax.set_title(f"{attribute} by class")
+    ax.legend(fontsize=6, ncol=2)
+    return fig
+
+
+def _sizes_figure(plt: Any, summary: dict[str, Any]) -> Any:
     fig, ax = plt.subplots(figsize=(8, 3))
     sizes = list(summary["image_sizes"].items())[:10]
     ax.barh([s for s, _ in sizes], [n for _, n in sizes], color="#6a8f3b")
     ax.set_title("image sizes (most common)")
-    figures["sizes"] = _png(fig)
-    plt.close(fig)
+    return fig
+
+
+def _montage(plt: Any, dataset: Dataset, labels: list[str], samples: int) -> Any:
+    """`samples` random images of each class (seeded), one row per class."""
+    import numpy as np
+
+    from dermalens.core.decode import decode_image
 
     fig, axes = plt.subplots(len(labels), samples, figsize=(samples * 1.6, len(labels) * 1.3), squeeze=False)
     rng = np.random.default_rng(0)
@@ -191,15 +206,7 @@ def write_eda_report(
             if col < len(picks):
                 ax.imshow(decode_image(pool[int(picks[col])].path, min_size=(120, 90)))
         axes[row][0].set_title(label, loc="left", fontsize=9)
-    figures["montage"] = _png(fig)
-    plt.close(fig)
-
-    for name, data in figures.items():
-        (out / f"{name}.png").write_bytes(base64.b64decode(data))
-    page = _eda_html(summary, figures)
-    path = out / "eda.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return fig
 
 
 def _eda_html(summary: dict[str, Any], figures: dict[str, str]) -> str:

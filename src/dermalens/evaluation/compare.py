@@ -24,7 +24,7 @@ from dermalens.evaluation.bootstrap import paired_auc_test
 from dermalens.evaluation.evaluate import evaluate_data
 from dermalens.evaluation.metrics import jsonable, malignant_truth
 from dermalens.evaluation.outputs import ArtifactPath
-from dermalens.evaluation.run import EvalRun, PathLike, load_eval_data
+from dermalens.evaluation.run import EvalData, EvalRun, PathLike, load_eval_data
 from dermalens.inference.results import DISCLAIMER
 from dermalens.models.artifact import load_meta
 
@@ -93,51 +93,16 @@ def compare(
         raise ValueError("compare needs at least two models (the first is the reference)")
     out = Path(out_dir)
     data = load_eval_data(data_path, split_file, split_name, data_format)
-    runs = []
-    for k, path in enumerate(model_paths):
-        _, meta = load_meta(path)
-        folder = out / f"{k + 1:02d}-{_slug(meta.name)}"
-        runs.append(
-            evaluate_data(
-                [path],
-                data,
-                folder,
-                tta=tta,
-                n_boot=n_boot,
-                seed=seed,
-                ci_unit=ci_unit,
-                report=reports,
-                progress=progress,
-            )
-        )
+    runs = _evaluate_each(
+        model_paths, data, out, reports, tta=tta, n_boot=n_boot, seed=seed, ci_unit=ci_unit, progress=progress
+    )
     ids, y, scores, groups = _aligned(runs)
     names = [f"{k + 1}. {run.metrics['model']['members'][0]['name']}" for k, run in enumerate(runs)]
-    rows = []
-    for k, run in enumerate(runs):
-        row: dict[str, Any] = {
-            "model": names[k],
-            "path": run.metrics["model"]["members"][0]["path"],
-            "architecture": run.metrics["model"]["members"][0]["architecture"],
-        }
-        row.update({col: _get(run.metrics, path) for col, path in COLUMNS})
-        row["auc_ci"] = run.metrics["ci"]["binary"].get("auc")
-        test = (
-            paired_auc_test(
-                y,
-                scores[0],
-                scores[k],
-                n_boot=n_boot,
-                seed=seed,
-                groups=groups if ci_unit == "group" else None,
-            )
-            if k
-            else None
-        )
-        row["delta_auc"] = test["delta"] if test else None
-        row["delta_auc_ci"] = test["ci"] if test else None
-        row["p_value"] = test["p_value"] if test else None
-        row["report"] = str(run.out_dir / "report.html") if reports else None
-        rows.append(jsonable(row))
+    pairing = groups if ci_unit == "group" else None
+    rows = [
+        _model_row(names[k], run, (y, scores[0], scores[k], pairing) if k else None, n_boot, seed, reports)
+        for k, run in enumerate(runs)
+    ]
     subgroups = subgroup_rows(runs, names)
     result = {
         "reference": names[0],
@@ -149,19 +114,61 @@ def compare(
         "data": data.info,
         "disclaimer": DISCLAIMER,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=1, allow_nan=False)
-    (out / "comparison.json").write_text(text + "\n", encoding="utf-8")
-    _write_csv(out / "comparison.csv", rows)
-    (out / "comparison.md").write_text(
-        markdown_table(rows) + "\n\n" + subgroup_markdown(subgroups, names) + "\n", encoding="utf-8"
+    _write_outputs(
+        out,
+        result,
+        [
+            plots.Curve(n, y, sc, r.metrics["threshold"]["value"])
+            for n, sc, r in zip(names, scores, runs, strict=True)
+        ],
     )
-    curves = [
-        plots.Curve(name, y, score, run.metrics["threshold"]["value"])
-        for name, score, run in zip(names, scores, runs, strict=True)
-    ]
-    _write_html(out / "comparison.html", result, curves)
     return result
+
+
+def _evaluate_each(
+    model_paths: Sequence[ArtifactPath], data: EvalData, out: Path, reports: bool, **options: Any
+) -> list[EvalRun]:
+    """Each model evaluated on the same records, into its own sub-folder (01-name, 02-name...)."""
+    runs = []
+    for k, path in enumerate(model_paths):
+        _, meta = load_meta(path)
+        folder = out / f"{k + 1:02d}-{_slug(meta.name)}"
+        runs.append(evaluate_data([path], data, folder, report=reports, **options))
+    return runs
+
+
+def _model_row(
+    name: str, run: EvalRun, paired: tuple[Any, ...] | None, n_boot: int, seed: int, reports: bool
+) -> dict[str, Any]:
+    """One model's row: its figures and, against the reference, the paired AUC test."""
+    member = run.metrics["model"]["members"][0]
+    row: dict[str, Any] = {"model": name, "path": member["path"], "architecture": member["architecture"]}
+    row.update({col: _get(run.metrics, path) for col, path in COLUMNS})
+    row["auc_ci"] = run.metrics["ci"]["binary"].get("auc")
+    test = None
+    if paired is not None:
+        y, reference, scores, groups = paired
+        test = paired_auc_test(y, reference, scores, n_boot=n_boot, seed=seed, groups=groups)
+    row["delta_auc"] = test["delta"] if test else None
+    row["delta_auc_ci"] = test["ci"] if test else None
+    row["p_value"] = test["p_value"] if test else None
+    row["report"] = str(run.out_dir / "report.html") if reports else None
+    return jsonable(row)
+
+
+def _write_outputs(out: Path, result: dict[str, Any], curves: list[plots.Curve]) -> None:
+    """comparison.json, .csv, .md and .html."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.json").write_text(
+        json.dumps(result, indent=1, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    _write_csv(out / "comparison.csv", result["models"])
+    names = [row["model"] for row in result["models"]]
+    (out / "comparison.md").write_text(
+        markdown_table(result["models"]) + "\n\n" + subgroup_markdown(result["subgroups"], names) + "\n",
+        encoding="utf-8",
+    )
+    _write_html(out / "comparison.html", result, curves)
 
 
 def _cell(value: Any) -> str:

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Sequence
 
 from dermalens.data.records import Record
-from dermalens.inference.engine import ArtifactPath, Combined, Engine, EngineRun, Outputs, combine
+from dermalens.inference.combined import Combined, Outputs, combine
+from dermalens.inference.engine import ArtifactPath, Engine, EngineRun
 
 log = logging.getLogger(__name__)
 

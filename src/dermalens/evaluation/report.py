@@ -200,15 +200,9 @@ def gallery_section(run: EvalRun, y: np.ndarray) -> str:
     return "".join(parts)
 
 
-def write_report(run: EvalRun, path: Path) -> Path:
-    metrics, combined = run.metrics, run.combined
-    y = malignant_truth([r.label for r in run.records])
-    p = combined.p_malignant
-    cut = metrics["threshold"]["value"]
-    names = " + ".join(m["name"] for m in metrics["model"]["members"])
-    curve = plots.Curve(names, y, p, cut)
-    data = metrics["data"]
-    split = f", split {data['split_name']!r}" if data.get("split_name") else ""
+def figures_section(metrics: dict[str, Any], curve: plots.Curve) -> str:
+    """ROC, precision-recall, reliability and the confusion matrices."""
+    y, p, cut = curve.y, curve.p, curve.threshold or 0.5
     figs = [
         img(plots.roc_png([curve]), "ROC curve"),
         img(plots.pr_png([curve]), "precision-recall curve"),
@@ -231,10 +225,28 @@ def write_report(run: EvalRun, path: Path) -> Path:
                 "diagnosis confusion matrix",
             )
         )
-    skipped = metrics["skipped"]
-    skipped_items = [html.escape(m) + " (missing)" for m in skipped["missing"]] + [
+    return "<h2>Curves, calibration and confusion</h2><div class=figs>" + "".join(figs) + "</div>"
+
+
+def skipped_section(skipped: dict[str, Any]) -> str:
+    items = [html.escape(m) + " (missing)" for m in skipped["missing"]] + [
         f"{html.escape(u['image'])} ({html.escape(u['reason'])})" for u in skipped["unreadable"]
     ]
+    listed = (
+        "<ul>" + "".join(f"<li>{s}</li>" for s in items) + "</ul>" if items else "<p class=muted>None.</p>"
+    )
+    return "<h2>Skipped images</h2>" + listed
+
+
+def write_report(run: EvalRun, path: Path) -> Path:
+    metrics = run.metrics
+    y = malignant_truth([r.label for r in run.records])
+    p = run.combined.p_malignant
+    cut = metrics["threshold"]["value"]
+    names = " + ".join(m["name"] for m in metrics["model"]["members"])
+    data = metrics["data"]
+    split = f", split {data['split_name']!r}" if data.get("split_name") else ""
+    multi = metrics.get("multiclass")
     page = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>dermalens evaluation: {html.escape(names)}</title><style>{CSS}</style></head><body>",
@@ -246,17 +258,12 @@ def write_report(run: EvalRun, path: Path) -> Path:
         f"<strong>{cut:.4f}</strong> ({html.escape(metrics['threshold']['rule'])}) · "
         f"{metrics['ood']['n_flagged']} flagged out-of-distribution.</p>",
         summary_section(metrics),
-        "<h2>Curves, calibration and confusion</h2><div class=figs>" + "".join(figs) + "</div>",
+        figures_section(metrics, plots.Curve(names, y, p, cut)),
         threshold_section(y, p, metrics),
         per_class_section(multi) if multi else "",
         subgroup_section(metrics["subgroups"]),
         gallery_section(run, y),
-        "<h2>Skipped images</h2>"
-        + (
-            "<ul>" + "".join(f"<li>{s}</li>" for s in skipped_items) + "</ul>"
-            if skipped_items
-            else "<p class=muted>None.</p>"
-        ),
+        skipped_section(metrics["skipped"]),
         f"<p class=muted>dermalens {metrics['dermalens_version']} · {metrics['created']} · "
         "predictions.csv and metrics.json beside this page hold every number shown.</p>",
         f"<p class=disclaimer>{html.escape(DISCLAIMER)}</p></body></html>",

@@ -13,7 +13,7 @@ from typing import Any
 
 from dermalens.core.taxonomy import to_ham
 from dermalens.data.records import Record
-from dermalens.inference.engine import Combined
+from dermalens.inference.combined import Combined
 
 log = logging.getLogger(__name__)
 

@@ -94,7 +94,7 @@ class TorchRuntime:
         if not has_linear_cam(self.model) and not hasattr(
             self.model, "backbone"
         ):  # no exact CAM: Grad-CAM of the top class in every channel
-            from dermalens.inference.gradcam import grad_cam
+            from dermalens.models.gradcam import grad_cam
 
             maps = grad_cam(self.model, tensor.clone(), out["logits"].argmax(axis=1).tolist())
             out["cam"] = np.repeat(maps[:, None], out["logits"].shape[1], axis=1)

@@ -4,7 +4,7 @@ For networks whose head is global-average-pool + linear (EfficientNet, ResNet) t
 CAM is exact: cam_c = Σ_k w_ck · f_k(x, y) + b_c, and averaging it over space gives
 the logit (Zhou et al., "Learning Deep Features for Discriminative Localization",
 CVPR 2016). Putting it in the exported graph lets ONNX Runtime produce heatmaps
-without torch. Other heads get an all-zero CAM; use Grad-CAM (`inference.gradcam`)
+without torch. Other heads get an all-zero CAM; use Grad-CAM (`models.gradcam`)
 for them.
 """
 

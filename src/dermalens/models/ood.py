@@ -40,11 +40,10 @@ def colour_score(canon: np.ndarray) -> float:
     return MIN_CHROMA / max(chroma, 0.02)
 
 
-def _nearest(features: np.ndarray, factor: np.ndarray, whitened_means: np.ndarray) -> np.ndarray:
-    """min over rows μ of (f − μ)ᵀP(f − μ) with P = L·Lᵀ, as ‖fᵀL − μᵀL‖² (float32, [N])."""
+def _per_mean(features: np.ndarray, factor: np.ndarray, whitened_means: np.ndarray) -> np.ndarray:
+    """(f − μ)ᵀP(f − μ) for every row μ, with P = L·Lᵀ, as ‖fᵀL − μᵀL‖² (float32, [N, C])."""
     projected = features.astype(np.float32) @ factor  # [N, D]
-    per_mean = ((projected[:, None, :] - whitened_means[None, :, :]) ** 2).sum(axis=2)
-    return per_mean.min(axis=1).astype(np.float32)
+    return ((projected[:, None, :] - whitened_means[None, :, :]) ** 2).sum(axis=2).astype(np.float32)
 
 
 def _whiten(means: np.ndarray, precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +77,12 @@ class OodGate:
     level_mean: np.ndarray | None = None
     level_precision: np.ndarray | None = None
     level_threshold: float = 1.0
+    #: [C] each class's own radius relative to the shared threshold (embedding part), and the
+    #: mid-level part's radius for images nearest that class: a class that is rare in training
+    #: (vascular lesions, dermatofibromas) spreads wider than the nevus-dominated shared covariance
+    #: says, and was refused far more often. None (gates before issue #17): 1 for every class.
+    class_scale: np.ndarray | None = None
+    level_class_scale: np.ndarray | None = None
     _cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -85,11 +90,23 @@ class OodGate:
         """True when the gate also scores the network's mid-level (``level_features``) output."""
         return self.level_mean is not None and self.level_precision is not None
 
-    def distances(self, features: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of the pooled embedding to the nearest class mean, [N]."""
+    def class_distances(self, features: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of the pooled embedding to every class mean, [N, C]."""
         if "embedding" not in self._cache:
             self._cache["embedding"] = _whiten(self.means, self.precision)
-        return _nearest(features, *self._cache["embedding"])
+        return _per_mean(features, *self._cache["embedding"])
+
+    def nearest(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distance to the nearest class in units of that class's radius, that class) per image."""
+        distances = self.class_distances(features)
+        scaled = distances if self.class_scale is None else distances / self.class_scale[None, :]
+        best = scaled.argmin(axis=1)
+        return scaled[np.arange(len(best)), best], best
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of the pooled embedding to the nearest class mean, in units
+        of that class's radius, [N]."""
+        return self.nearest(features)[0]
 
     def level_distances(self, level_features: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of the mid-level features to their training mean, [N]."""
@@ -97,7 +114,7 @@ class OodGate:
             raise ValueError("this gate has no mid-level component")
         if "level" not in self._cache:
             self._cache["level"] = _whiten(self.level_mean, self.level_precision)
-        return _nearest(level_features, *self._cache["level"])
+        return _per_mean(level_features, *self._cache["level"])[:, 0]
 
     def score(
         self,
@@ -107,11 +124,13 @@ class OodGate:
     ) -> np.ndarray:
         """The largest of: embedding distance / threshold, mid-level distance / its threshold
         (gates that have one), and the images' `colour_score`. Above 1.0 means 'not a dermoscopy image'."""
-        scores = self.distances(features) / self.threshold
+        distance, nearest = self.nearest(features)
+        scores = distance / self.threshold
         if self.uses_level:
             if level_features is None:
                 raise ValueError("this OOD gate also scores mid-level features; the model gave none")
-            scores = np.maximum(scores, self.level_distances(level_features) / self.level_threshold)
+            scale = 1.0 if self.level_class_scale is None else self.level_class_scale[nearest]
+            scores = np.maximum(scores, self.level_distances(level_features) / (self.level_threshold * scale))
         return scores if colour_scores is None else np.maximum(scores, colour_scores)
 
     def save(self, path: Path) -> None:
@@ -126,6 +145,10 @@ class OodGate:
                 "level_precision": self.level_precision.astype(np.float32),
                 "level_threshold": np.float32(self.level_threshold),
             }
+        for name in ("class_scale", "level_class_scale"):
+            value = getattr(self, name)
+            if value is not None:
+                arrays[name] = value.astype(np.float32)
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
     @classmethod
@@ -136,12 +159,15 @@ class OodGate:
                 if "level_mean" in data
                 else (None, None, 1.0)
             )
-            return cls(data["means"], data["precision"], float(data["threshold"]), *level)
+            scales = [data.get(n) for n in ("class_scale", "level_class_scale")]
+            return cls(data["means"], data["precision"], float(data["threshold"]), *level, *scales)
 
     @property
     def method(self) -> str:
         """A one-line description for the artifact metadata and the model card."""
         base = "min class-conditional Mahalanobis distance (shared Ledoit-Wolf covariance)"
+        if self.class_scale is not None:
+            base += ", in units of each class's own validation radius"
         return base + (" + Mahalanobis distance of pooled mid-level features" if self.uses_level else "")
 
 
@@ -153,6 +179,25 @@ def _quantile(values: np.ndarray, quantile: float, groups: np.ndarray | None) ->
     return max(float(np.quantile(values[groups == g], quantile)) for g in np.unique(groups))
 
 
+#: Validation images a class needs for its own radius (fewer: the pooled one).
+MIN_CLASS_IMAGES = 20
+
+
+def _class_scale(
+    distances: np.ndarray, labels: np.ndarray, classes: np.ndarray, quantile: float
+) -> np.ndarray:
+    """[C] each class's `quantile` of `distances` over its own validation images, relative to the
+    pooled one (1 for classes with fewer than `MIN_CLASS_IMAGES`). Only degenerate ratios are
+    bounded: what equalises refusals is each class's radius against the others'."""
+    pooled = float(np.quantile(distances, quantile))
+    scale = np.ones(len(classes), dtype=np.float32)
+    for k, c in enumerate(classes):
+        own = distances[labels == c]
+        if len(own) >= MIN_CLASS_IMAGES:
+            scale[k] = np.clip(float(np.quantile(own, quantile)) / max(pooled, 1e-12), 1e-3, 1e3)
+    return scale
+
+
 def fit_gate(
     features: np.ndarray,
     labels: np.ndarray,
@@ -161,6 +206,7 @@ def fit_gate(
     level_features: np.ndarray | None = None,
     val_level_features: np.ndarray | None = None,
     val_groups: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
 ) -> OodGate:
     """Fit class means and a Ledoit-Wolf shared covariance (plus, given mid-level features, one
     class-agnostic mean and covariance of those); threshold so that a `1 - quantile` share of the
@@ -168,12 +214,20 @@ def fit_gate(
 
     With `val_groups` (each validation image's source), the threshold is the largest of the
     sources' own quantiles, so that at most `1 - quantile` of *each* source is refused: a
-    pooled quantile let a small or unusual clinic be refused far more often than the rest."""
+    pooled quantile let a small or unusual clinic be refused far more often than the rest.
+    With `val_labels`, each class's distances are measured in units of its own validation radius
+    (`OodGate.class_scale`), so that no diagnosis is refused much more often than the others."""
     classes = np.unique(labels)
     means = np.stack([features[labels == c].mean(axis=0) for c in classes])
     precision = _fit_precision(features - means[np.searchsorted(classes, labels)])
     gate = OodGate(means.astype(np.float32), precision, 1.0)
-    embedding = gate.distances(val_features)
+    known = None if val_labels is None else np.isin(val_labels, classes)
+    if val_labels is not None and known is not None and known.any():
+        own = gate.class_distances(val_features[known])[
+            np.arange(int(known.sum())), np.searchsorted(classes, val_labels[known])
+        ]
+        gate.class_scale = _class_scale(own, val_labels[known], classes, quantile)
+    embedding, nearest = gate.nearest(val_features)
     gate.threshold = _quantile(embedding, quantile, val_groups)
     if level_features is None or val_level_features is None:
         return gate
@@ -181,6 +235,9 @@ def fit_gate(
     gate.level_mean = level_mean.astype(np.float32)
     gate.level_precision = _fit_precision(level_features - level_mean)
     level = gate.level_distances(val_level_features)
+    if gate.class_scale is not None and val_labels is not None and known is not None:
+        gate.level_class_scale = _class_scale(level[known], val_labels[known], classes, quantile)
+        level = level / gate.level_class_scale[nearest]
     gate.level_threshold = _quantile(level, quantile, val_groups)
     # Each component alone would refuse 1 - quantile of validation; scale both so that together they do.
     joint = _quantile(

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from dermalens.evaluation.metrics import compute_metrics
 from dermalens.inference.baseline import ABSENT_LOGIT, ARCHITECTURE, BaselineRuntime
 from dermalens.inference.features import FEATURE_NAMES, FEATURE_VERSION, image_features
 from dermalens.models.artifact import (
@@ -35,6 +36,7 @@ from dermalens.models.artifact import (
     ArtifactMeta,
     write_meta,
 )
+from dermalens.models.ood import fit_gate
 
 log = logging.getLogger(__name__)
 
@@ -126,71 +128,37 @@ def train_baseline(
     overrides: list[str] | None = None,
     progress: bool = False,
 ) -> Path:
-    """Fit the baseline on the config's train split, calibrate on val, write the artifact; returns its folder.
-
-    `config`: a `TrainConfig`, a YAML path (``configs/baseline.yaml``) or a dict. The split
-    file is reused when it exists (so the baseline sees the networks' exact split), else
-    created. The artifact goes to `out`, or ``<out_dir>/<name>/artifact`` like a training run.
-    """
-    from sklearn.metrics import balanced_accuracy_score
+    """Fit the baseline on the config's train split, calibrate on val, write the artifact; returns its
+    folder. `config`: a `TrainConfig`, a YAML path (``configs/baseline.yaml``) or a dict. The split
+    file is reused when it exists (the baseline sees the networks' exact split), else created. The
+    artifact goes to `out`, or ``<out_dir>/<name>/artifact`` like a training run."""
     from sklearn.preprocessing import StandardScaler
 
-    from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
-    from dermalens.evaluation.metrics import compute_metrics
-    from dermalens.inference.probabilities import softmax
-    from dermalens.models.ood import fit_gate
-    from dermalens.training.prepare import load_stage_data, split_path, targets_for
+    from dermalens.training.prepare import load_stage_data, targets_for
 
     cfg = _load_config(config, overrides)
     classes, malignant = targets_for(cfg.model.head)
     data = load_stage_data(cfg, cfg.stages[-1], classes)
-    spec = cfg.preprocessing
-    x_train = extract([r.path for r in data.train], spec, progress)
-    x_val = extract([r.path for r in data.val], spec, progress)
+    x_train = extract([r.path for r in data.train], cfg.preprocessing, progress)
+    x_val = extract([r.path for r in data.val], cfg.preprocessing, progress)
     y_train, y_val = np.asarray(data.train_targets), np.asarray(data.val_targets)
     scaler = StandardScaler().fit(x_train)
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     s_train, s_val = (x_train - scaler.mean_) / scale, (x_val - scaler.mean_) / scale
-    val_labels = [r.label if cfg.model.head == "dx" else r.binary for r in data.val]
-
     svm = cfg.model.architecture == SVM_ARCHITECTURE
-    rbf: dict[str, Any] = {}
-    if svm:  # an explicit RBF feature map (Nyström), so the artifact stays plain arrays
-        from sklearn.kernel_approximation import Nystroem
-
-        gamma = 1.0 / s_train.shape[1]  # scikit-learn's "scale" for standardised features
-        mapper = Nystroem(
-            gamma=gamma, n_components=min(NYSTROEM_COMPONENTS, len(s_train)), random_state=cfg.seed
-        )
-        mapper.fit(s_train)
-        rbf = {"rbf_components": mapper.components_, "rbf_normalization": mapper.normalization_}
-        rbf["rbf_gamma"] = np.float64(gamma)
-        m_train, m_val = mapper.transform(s_train), mapper.transform(s_val)
-    else:
-        m_train, m_val = s_train, s_val
-    fits = []
-    for c in C_GRID:  # chosen by validation balanced accuracy, like the networks' early stopping
-        model = _classifier(svm, c, cfg.seed).fit(m_train, y_train)
-        score = float(balanced_accuracy_score(y_val, model.predict(m_val)))
-        log.info("baseline %s C=%g: validation balanced accuracy %.3f", cfg.model.architecture, c, score)
-        fits.append((score, -c, model))  # ties: the stronger regularisation
-    _, neg_c, model = max(fits, key=lambda fit: fit[:2])
-    best_c = -neg_c
+    rbf, m_train, m_val = _rbf_map(s_train, s_val, cfg.seed) if svm else ({}, s_train, s_val)
+    model, best_c = _fit_best(svm, m_train, y_train, m_val, y_val, cfg)
     coef, intercept = full_weights(model.coef_, model.intercept_, list(model.classes_), len(classes))
-    absent = sorted(set(classes) - {classes[k] for k in model.classes_})
-    if absent:
+    if absent := sorted(set(classes) - {classes[k] for k in model.classes_}):
         log.warning("no training images of %s: the baseline never predicts them", ", ".join(absent))
-
     folder = Path(out) if out is not None else cfg.run_dir() / "artifact"
     folder.mkdir(parents=True, exist_ok=True)
+    weights = {"mean": scaler.mean_, "scale": scale, "coef": coef, "intercept": intercept}
     np.savez(
         folder / BASELINE_FILE,
-        mean=scaler.mean_,
-        scale=scale,
-        coef=coef,
-        intercept=intercept,
         feature_version=np.int64(FEATURE_VERSION),
         feature_names=np.asarray(FEATURE_NAMES),
+        **weights,
         **rbf,
     )
     meta = ArtifactMeta(
@@ -198,20 +166,87 @@ def train_baseline(
         architecture=cfg.model.architecture if svm else ARCHITECTURE,
         classes=classes,
         malignant=malignant,
-        preprocessing=spec,
+        preprocessing=cfg.preprocessing,
         head=cfg.model.head,
     )
-    runtime = BaselineRuntime(folder, meta)
+    probs = _calibrate(meta, BaselineRuntime(folder, meta), s_val, y_val, cfg.target_sensitivity)
+    gate = fit_gate(s_train.astype(np.float32), y_train, s_val.astype(np.float32), cfg.ood_quantile)
+    gate.save(folder / OOD_FILE)
+    _describe(meta, cfg, data, svm, best_c, gate.threshold)
+    val_labels = [r.label if cfg.model.head == "dx" else r.binary for r in data.val]
+    meta.metrics = {
+        "validation": _validation(compute_metrics(val_labels, probs, classes, malignant, meta.threshold))
+    }
+    write_meta(folder, meta)
+    log.info("baseline artifact written to %s", folder / META_FILE)
+    return folder
+
+
+def _validation(figures: dict[str, Any]) -> dict[str, Any]:
+    multi = figures["multiclass"] or {}
+    return {
+        "auc": figures["binary"]["auc"],
+        "balanced_accuracy": multi.get("balanced_accuracy"),
+        "accuracy": multi.get("accuracy"),
+    }
+
+
+def _rbf_map(
+    s_train: np.ndarray, s_val: np.ndarray, seed: int
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """An explicit RBF feature map (Nyström), so that the artifact stays plain arrays."""
+    from sklearn.kernel_approximation import Nystroem
+
+    gamma = 1.0 / s_train.shape[1]  # scikit-learn's "scale" for standardised features
+    mapper = Nystroem(gamma=gamma, n_components=min(NYSTROEM_COMPONENTS, len(s_train)), random_state=seed)
+    mapper.fit(s_train)
+    rbf = {
+        "rbf_components": mapper.components_,
+        "rbf_normalization": mapper.normalization_,
+        "rbf_gamma": np.float64(gamma),
+    }
+    return rbf, mapper.transform(s_train), mapper.transform(s_val)
+
+
+def _fit_best(
+    svm: bool, m_train: np.ndarray, y_train: np.ndarray, m_val: np.ndarray, y_val: np.ndarray, cfg: Any
+) -> tuple[Any, float]:
+    """The classifier of `C_GRID` with the best validation balanced accuracy (ties: the stronger
+    regularisation), like the networks' early stopping."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    fits = []
+    for c in C_GRID:
+        model = _classifier(svm, c, cfg.seed).fit(m_train, y_train)
+        score = float(balanced_accuracy_score(y_val, model.predict(m_val)))
+        log.info("baseline %s C=%g: validation balanced accuracy %.3f", cfg.model.architecture, c, score)
+        fits.append((score, -c, model))
+    _, neg_c, model = max(fits, key=lambda fit: fit[:2])
+    return model, -neg_c
+
+
+def _calibrate(
+    meta: ArtifactMeta, runtime: BaselineRuntime, s_val: np.ndarray, y_val: np.ndarray, sensitivity: float
+) -> np.ndarray:
+    """Temperature and operating threshold on validation (set on `meta`); the calibrated probabilities."""
+    from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
+    from dermalens.inference.probabilities import softmax
+
     val_logits = runtime.logits(runtime.kernel(s_val))
     meta.temperature = fit_temperature(val_logits, y_val)
     probs = softmax(val_logits, meta.temperature)
-    y_mal = np.isin(y_val, [classes.index(m) for m in malignant])
-    p_mal = probs[:, meta.malignant_indices].sum(1)
-    meta.threshold = threshold_for_sensitivity(y_mal, p_mal, cfg.target_sensitivity)
-    meta.threshold_rule = f"≥{cfg.target_sensitivity:.0%} sensitivity for malignancy on the validation split"
-    gate = fit_gate(s_train.astype(np.float32), y_train, s_val.astype(np.float32), cfg.ood_quantile)
-    gate.save(folder / OOD_FILE)
-    meta.ood_threshold = gate.threshold
+    y_mal = np.isin(y_val, meta.malignant_indices)
+    meta.threshold = threshold_for_sensitivity(y_mal, probs[:, meta.malignant_indices].sum(1), sensitivity)
+    meta.threshold_rule = f"≥{sensitivity:.0%} sensitivity for malignancy on the validation split"
+    return probs
+
+
+def _describe(
+    meta: ArtifactMeta, cfg: Any, data: Any, svm: bool, best_c: float, ood_threshold: float
+) -> None:
+    from dermalens.training.prepare import split_path
+
+    meta.ood_threshold = ood_threshold
     meta.ood_method = "min class-conditional Mahalanobis distance on the standardised features"
     meta.data = {
         "source": str(cfg.data.path),
@@ -230,14 +265,3 @@ def train_baseline(
         "feature_version": FEATURE_VERSION,
         "features": list(FEATURE_NAMES),
     }
-    validation = compute_metrics(val_labels, probs, classes, malignant, meta.threshold)
-    meta.metrics = {
-        "validation": {
-            "auc": validation["binary"]["auc"],
-            "balanced_accuracy": (validation["multiclass"] or {}).get("balanced_accuracy"),
-            "accuracy": (validation["multiclass"] or {}).get("accuracy"),
-        }
-    }
-    write_meta(folder, meta)
-    log.info("baseline artifact written to %s", folder / META_FILE)
-    return folder

@@ -66,7 +66,6 @@ def build_artifact(
     val = network_outputs(
         model, cache_images(data.val, config.preprocessing), data.val, data.val_targets, config
     )
-    encoding = metadata_encoding(config)
     mal_idx = [classes.index(c) for c in malignant]
     temperature = float(fit_temperature(val.logits, val.targets))
     p_mal = softmax(val.logits, temperature)[:, mal_idx].sum(1)
@@ -80,8 +79,23 @@ def build_artifact(
         train.level_features,
         val.level_features,
         np.asarray([r.source for r in data.val]),
+        val.targets,
     )
-    meta = ArtifactMeta(
+    meta = artifact_meta(config, data, temperature, threshold)
+    meta.training.update(
+        command=command,
+        wall_seconds=round(wall_seconds, 1),
+        **({"notes": notes} if notes else {}),
+    )
+    meta.metrics = {"validation": quick_metrics(val.logits, val.targets, mal_idx)}
+    return save_artifact(model, out_dir, meta, gate)
+
+
+def artifact_meta(config: TrainConfig, data: StageData, temperature: float, threshold: float) -> ArtifactMeta:
+    """What the artifact says of itself: classes, preprocessing, calibration, data and training."""
+    classes, malignant = targets_for(config.model.head)
+    encoding = metadata_encoding(config)
+    return ArtifactMeta(
         name=config.name,
         architecture=config.model.architecture,
         classes=classes,
@@ -105,13 +119,8 @@ def build_artifact(
         },
         training={
             "config": config.to_dict(),
-            "command": command,
-            "wall_seconds": round(wall_seconds, 1),
             "hardware": f"{platform.machine()}, {torch.get_num_threads()} torch threads"
             + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", CPU only"),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            **({"notes": notes} if notes else {}),
         },
-        metrics={"validation": quick_metrics(val.logits, val.targets, mal_idx)},
     )
-    return save_artifact(model, out_dir, meta, gate)

@@ -64,7 +64,7 @@ def refit_gate(
     val = collect_outputs(engine, parts["val"], progress=progress)
     if train.features is None or val.features is None:
         raise ValueError(f"{target}: the network gives no pooled features to fit a gate on")
-    label_of = {r.image_id: meta.classes.index(r.label) for r in parts["train"]}
+    label_of = {r.image_id: meta.classes.index(r.label) for part in parts.values() for r in part}
     labels = np.asarray([label_of[i] for i in train.image_ids])
     source_of = {r.image_id: r.source for r in parts["val"]}
     gate = fit_gate(
@@ -75,6 +75,7 @@ def refit_gate(
         train.level_features,
         val.level_features,
         np.asarray([source_of[i] for i in val.image_ids]),
+        np.asarray([label_of[i] for i in val.image_ids]),
     )
     save_gate(target, meta, gate)
     write_meta(target, meta)

@@ -1,0 +1,118 @@
+"""What the engine gives back for a set of images: each member's raw outputs, and their
+combination, where every result is decided once (`Combined.results`): the decision, the refusal,
+the top class and the malignancy probability."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dermalens.inference.probabilities import view_probabilities
+from dermalens.inference.results import Prediction, decide
+from dermalens.models.artifact import ArtifactError, ArtifactMeta
+
+
+@dataclass
+class Outputs:
+    """One member's raw outputs on the images that could be read (rows in input order)."""
+
+    folder: Path
+    meta: ArtifactMeta
+    image_ids: list[str]
+    #: [V, N, C]: one slice of raw logits per TTA view (V = 1 without TTA).
+    logits: np.ndarray
+    #: [N, D] pooled embedding of the first view (what the OOD gate scores), or None.
+    features: np.ndarray | None
+    #: [N] OOD score of the member's gate (0 where it has none); > 1 means out of distribution.
+    ood_score: np.ndarray
+    #: (image id, reason) for inputs that failed to decode.
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    #: [N, Dl] pooled mid-level features of the first view (the gate's second input), or None.
+    level_features: np.ndarray | None = None
+
+    def probabilities(self, temperature: float | None = None) -> np.ndarray:
+        """[N, C] mean over views of softmax(logits / T); T defaults to the artifact's."""
+        return view_probabilities(self.logits, self.meta.temperature if temperature is None else temperature)
+
+
+@dataclass
+class Combined:
+    """An ensemble's result: members' calibrated probabilities averaged, gate scores maximised."""
+
+    image_ids: list[str]
+    classes: list[str]
+    malignant: list[str]
+    probs: np.ndarray  # [N, C], calibrated
+    p_malignant: np.ndarray  # [N]
+    ood_score: np.ndarray  # [N]
+    threshold: float  # the members' mean operating threshold
+
+    @property
+    def prediction(self) -> list[str]:
+        """Each image's most probable class (kept for analysis also when the image is refused)."""
+        return [self.classes[i] for i in self.probs.argmax(axis=1)]
+
+    @property
+    def ood(self) -> np.ndarray:
+        """True where the gate refuses the image (a score above 1)."""
+        return self.ood_score > 1.0
+
+    def verdicts(self, threshold: float | None = None) -> list[str]:
+        """benign/malignant at `threshold` (default: the operating one), refused images included:
+        what `evaluate`'s predictions.csv records beside its `ood` column."""
+        cut = self.threshold if threshold is None else threshold
+        return [decide(float(p), False, cut) for p in self.p_malignant]
+
+    def results(self, threshold: float | None = None, model: str = "") -> list[Prediction]:
+        """One `Prediction` per row: the decision (refused where the gate refuses), the top class
+        and the malignancy probability are decided here, once, for every caller."""
+        cut = self.threshold if threshold is None else threshold
+        top, refused = self.prediction, self.ood
+        return [
+            Prediction(
+                probabilities={c: float(p) for c, p in zip(self.classes, self.probs[j], strict=True)},
+                p_malignant=float(self.p_malignant[j]),
+                prediction=top[j],
+                decision=decide(float(self.p_malignant[j]), bool(refused[j]), cut),
+                threshold=cut,
+                ood=bool(refused[j]),
+                ood_score=float(self.ood_score[j]),
+                model=model,
+            )
+            for j in range(len(top))
+        ]
+
+
+def combine(members: Sequence[Outputs]) -> Combined:
+    """Average calibrated probabilities over members (on the images every member could read); the
+    OOD score is the largest member's (any member that refuses an image refuses it)."""
+    first = members[0]
+    check_classes([m.meta for m in members])
+    common = set(first.image_ids).intersection(*(m.image_ids for m in members[1:]))
+    ids = [i for i in first.image_ids if i in common]
+    probs = np.zeros((len(ids), len(first.meta.classes)))
+    ood = np.zeros(len(ids))
+    for member in members:
+        index = {image_id: k for k, image_id in enumerate(member.image_ids)}
+        rows = [index[i] for i in ids]
+        probs += member.probabilities()[rows]
+        ood = np.maximum(ood, member.ood_score[rows])
+    probs /= len(members)
+    return Combined(
+        image_ids=ids,
+        classes=list(first.meta.classes),
+        malignant=list(first.meta.malignant),
+        probs=probs,
+        p_malignant=probs[:, first.meta.malignant_indices].sum(axis=1),
+        ood_score=ood,
+        threshold=float(np.mean([m.meta.threshold for m in members])),
+    )
+
+
+def check_classes(metas: Sequence[ArtifactMeta]) -> None:
+    for meta in metas[1:]:
+        if meta.classes != metas[0].classes:
+            raise ArtifactError(f"ensemble members disagree on classes: {meta.classes} vs {metas[0].classes}")
