@@ -257,3 +257,29 @@ def test_a_megabyte_query_string_gets_an_answer(live_server: LiveServer) -> None
     status, headers, answer = _raw_http(live_server, request)
     assert status == 414 and headers["content-type"] == "application/json"
     assert "too long" in json.loads(answer)["detail"]
+
+
+def test_a_client_that_hangs_up_mid_upload_is_one_info_line(live_server: LiveServer, caplog) -> None:
+    """Headers that promise 100 kB, half of it, then a closed socket: the server logs one info
+    line, no traceback ("Exception in ASGI application"), and goes on serving."""
+    import logging
+    import socket
+    import time
+
+    where = httpx.URL(live_server.url)
+    head = (
+        "POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        "Content-Length: 100000\r\n\r\n"
+    ).encode()
+    caplog.set_level(logging.INFO)
+    with socket.create_connection((where.host, where.port), timeout=30) as sock:
+        sock.sendall(head + b"--b\r\n" + b"x" * 50_000)
+    deadline = time.time() + 20
+    while time.time() < deadline and not any("client disconnected" in r.getMessage() for r in caplog.records):
+        time.sleep(0.05)
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    gone = [m for level, m in messages if "client disconnected" in m and level == logging.INFO]
+    assert len(gone) == 1, messages
+    assert not [m for level, m in messages if level >= logging.ERROR], messages
+    with live_server.client() as client:
+        assert client.get("/api/v1/health").status_code == 200

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from dermalens.core.schema import STRICT, load
 from dermalens.core.taxonomy import SEXES, SITE_GROUPS, site_group
 
 #: Fields a fusion model can read, in vector order.
@@ -120,7 +122,7 @@ class PatientMetadata:
         return PatientMetadata(**values)
 
 
-@dataclass
+@pydantic_dataclass(config=STRICT)
 class MetadataEncoding:
     """Layout of the metadata vector: ``[age/scale, age missing, sex one-hot…, sex missing,
     site one-hot…, site missing]`` for the fields listed."""
@@ -161,7 +163,7 @@ class MetadataEncoding:
             raise ValueError(
                 f"metadata fields {sorted(unknown)} are not known; valid: {', '.join(METADATA_FIELDS)}"
             )
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        return load(cls, dict(data), "metadata_encoding")
 
 
 #: What callers may pass for one image's patient data.

@@ -14,16 +14,18 @@ first makes the pixels the network sees independent of the camera's resolution.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
+from pydantic.dataclasses import dataclass
 
 from dermalens.core.decode import ImageInput, decode_image
+from dermalens.core.schema import STRICT, load
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Preprocessing:
     """How raw images become model input; stored in (and read from) the model artifact."""
 
@@ -33,17 +35,17 @@ class Preprocessing:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     #: "shades_of_gray" (Finlayson & Trezzi 2004) or "none": removes the colour cast of a camera/light.
-    color_constancy: str = "shades_of_gray"
+    color_constancy: Literal["shades_of_gray", "none"] = "shades_of_gray"
     #: Minkowski norm of Shades of Gray (6 is the usual choice in ISIC-winning pipelines).
     sog_power: float = 6.0
     #: "crop_to_aspect": centre-crop to the input's aspect ratio, then resize (no distortion).
-    resize: str = "crop_to_aspect"
+    resize: Literal["crop_to_aspect", "stretch"] = "crop_to_aspect"
     #: (width, height) every larger image is first reduced to (antialiased); None = straight to
     #: the input size (the models before issue #14).
     working_size: tuple[int, int] | None = None
     #: "none" or "clahe": contrast-limited adaptive histogram equalisation of the lightness (CIELAB L),
     #: after colour constancy, at training and serving alike. Needs OpenCV (`dermalens[clahe]`).
-    contrast: str = "none"
+    contrast: Literal["none", "clahe"] = "none"
     #: CLAHE tiles (columns, rows) and clip limit (OpenCV's: multiples of a uniform histogram bin).
     clahe_tiles: tuple[int, int] = (8, 8)
     clahe_clip: float = 2.0
@@ -53,19 +55,11 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        fields = dict(data)
-        for key in ("input_size", "mean", "std", "working_size", "clahe_tiles"):
-            if fields.get(key) is not None:
-                fields[key] = tuple(fields[key])
-        return cls(**fields)
+        return load(cls, data, "preprocessing")
 
     def validate(self) -> None:
-        if self.color_constancy not in ("shades_of_gray", "none"):
-            raise ValueError(f"color_constancy {self.color_constancy!r}; valid: shades_of_gray, none")
-        if self.resize not in ("crop_to_aspect", "stretch"):
-            raise ValueError(f"resize {self.resize!r}; valid: crop_to_aspect, stretch")
-        if self.contrast not in ("none", "clahe"):
-            raise ValueError(f"contrast {self.contrast!r}; valid: none, clahe")
+        """What types cannot say (choices and types are checked on construction): CLAHE's
+        parameters, and that OpenCV, which it needs, is installed."""
         if self.contrast == "clahe":
             if not (self.clahe_clip > 0 and min(self.clahe_tiles) >= 1):
                 raise ValueError(

@@ -18,13 +18,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic.dataclasses import dataclass
 
 from dermalens.core.hashing import file_sha256
 from dermalens.core.metadata import MetadataEncoding
 from dermalens.core.preprocess import Preprocessing
+from dermalens.core.schema import STRICT, load
 
 FORMAT_VERSION = 1
 META_FILE = "artifact.json"
@@ -41,7 +44,7 @@ class ArtifactError(ValueError):
     """A model artifact that is missing, damaged, or of the wrong kind."""
 
 
-@dataclass
+@dataclass(config=STRICT)
 class ArtifactMeta:
     """What `artifact.json` holds."""
 
@@ -52,7 +55,7 @@ class ArtifactMeta:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     #: "dx" (softmax over diagnoses), "binary" (classes == ["benign", "malignant"]) or
     #: "hierarchical" (benign/malignant, then the diagnosis within the branch; logits are log-probabilities)
-    head: str = "dx"
+    head: Literal["dx", "binary", "hierarchical"] = "dx"
     #: Temperature scaling fitted on validation logits (1.0 = uncalibrated).
     temperature: float = 1.0
     #: Operating threshold on p_malignant, and how it was chosen.
@@ -66,7 +69,7 @@ class ArtifactMeta:
     metadata_inputs: list[str] = field(default_factory=list)
     metadata_encoding: dict[str, Any] = field(default_factory=dict)
     #: How the metadata enters the network: "mlp" (joint fusion) or "linear" (late fusion).
-    metadata_branch: str = "mlp"
+    metadata_branch: Literal["mlp", "linear"] = "mlp"
     version: str = "0.1.0"
     license: str = "CC BY-NC 4.0 (inherited from the HAM10000 training data)"
     data: dict[str, Any] = field(default_factory=dict)
@@ -87,13 +90,12 @@ class ArtifactMeta:
             raise ArtifactError(
                 f"artifact format {data['format_version']} is newer than this dermalens ({FORMAT_VERSION}); upgrade"
             )
-        data["preprocessing"] = Preprocessing.from_dict(data.get("preprocessing", {}))
-        try:  # here, at load: a model needing OpenCV (CLAHE) says so before its first image
-            data["preprocessing"].validate()
+        try:
+            meta = load(cls, data, "artifact.json")
+            meta.preprocessing.validate()  # here, at load: a model needing OpenCV (CLAHE) says so first
         except ValueError as err:
-            raise ArtifactError(f"preprocessing: {err}") from None
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+            raise ArtifactError(str(err)) from None
+        return meta
 
     @property
     def encoding(self) -> MetadataEncoding | None:

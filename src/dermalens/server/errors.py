@@ -13,8 +13,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dermalens.server.log import LogUnavailable
@@ -154,6 +155,13 @@ async def log_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return _json(503, {"detail": f"{exc}; nothing was logged, try again later"}, {"Retry-After": "5"})
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """A client that hung up before its request was read (a closed tab, a dropped connection):
+    nothing is wrong on this side, so one info line, no traceback; the answer reaches no one."""
+    log.info("client disconnected during %s %s; request dropped", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback, answered as JSON without internals."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -165,5 +173,8 @@ def install(app: FastAPI, max_bytes: int) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(LogUnavailable, log_unavailable)
+    # Handled by the exception middleware, so it is not re-raised to the server (the catch-all
+    # below is, which is how uvicorn came to log a hung-up client as "Exception in ASGI application").
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from dermalens.core.decode import ACCEPTED_HELP, ImageDecodeError, identify
 from dermalens.core.metadata import MAX_AGE, METADATA_FIELDS, SEX_SPELLINGS, PatientMetadata
@@ -182,7 +183,7 @@ async def _form(request: Request, max_files: int) -> Any:
         # The parser's own limits stay generous: stopping mid-body would make a client that is still
         # sending see a reset instead of our 413; the body limit already bounds the work.
         return await request.form(max_files=max(PARSER_MAX_PARTS, max_files), max_fields=PARSER_MAX_PARTS)
-    except ApiError:
+    except (ApiError, ClientDisconnect):
         raise
     except Exception as err:  # starlette's HTTPException(400) for parser limits and malformed bodies
         message = str(getattr(err, "detail", err))

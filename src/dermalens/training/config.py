@@ -7,17 +7,18 @@ artifact, so a run can be rebuilt without the original command line.
 from __future__ import annotations
 
 import dataclasses
-import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic.dataclasses import dataclass
 
 from dermalens.core.preprocess import Preprocessing
+from dermalens.core.schema import STRICT, load
 
 
-@dataclass
+@dataclass(config=STRICT)
 class SourceConfig:
     """One dataset of a multi-source run, split on its own (grouped by lesion, stratified by
     source and class) so that adding a source never reshuffles another's test split."""
@@ -28,7 +29,7 @@ class SourceConfig:
     split_file: str | None = None
 
 
-@dataclass
+@dataclass(config=STRICT)
 class DataConfig:
     path: str = "../shared/data/ham10000"
     format: str | None = None
@@ -48,7 +49,7 @@ class DataConfig:
         return list(self.sources) or [SourceConfig(self.path, self.format, self.split_file)]
 
 
-@dataclass
+@dataclass(config=STRICT)
 class ModelConfig:
     architecture: str = "tf_efficientnet_lite0"
     pretrained: bool = True
@@ -56,7 +57,7 @@ class ModelConfig:
     drop_rate: float = 0.2
     #: "dx" (7 classes), "binary" (benign/malignant) or "hierarchical" (benign/malignant, then the
     #: diagnosis within the branch; 7 consistent probabilities, see models/fusion.py)
-    head: str = "dx"
+    head: Literal["dx", "binary", "hierarchical"] = "dx"
     #: Fuse patient metadata (age, sex, body site) with the image features (models/fusion.py).
     metadata: bool = False
     #: Training only: probability of hiding each metadata field (so "unknown" is a state the
@@ -65,10 +66,10 @@ class ModelConfig:
     #: How metadata is fused: "joint" (an MLP branch trained with the heads, models/fusion.py) or
     #: "late" (a metadata-only logistic regression on the training split, combined with the image
     #: model of `checkpoint` by Bayes' rule, weight chosen on validation: training/late_fusion.py).
-    fusion: str = "joint"
+    fusion: Literal["joint", "late"] = "joint"
 
 
-@dataclass
+@dataclass(config=STRICT)
 class AugmentConfig:
     hflip: bool = True
     vflip: bool = True
@@ -103,10 +104,9 @@ class AugmentConfig:
     cutmix: float = 0.0
 
 
-@dataclass
+@dataclass(config=STRICT)
 class BalanceConfig:
-    #: none | class_weights | sampler | focal | undersample
-    method: str = "class_weights"
+    method: Literal["none", "class_weights", "sampler", "focal", "undersample"] = "class_weights"
     #: Weights ∝ (1 / frequency) ** power; 1 = fully balanced, 0.5 = softened.
     power: float = 1.0
     focal_gamma: float = 2.0
@@ -121,7 +121,7 @@ class BalanceConfig:
     class_by_source: bool = False
 
 
-@dataclass
+@dataclass(config=STRICT)
 class DistillConfig:
     """Learning without forgetting (Li & Hoiem 2016): the teacher's soft labels (Hinton et al. 2015)
     on the images of `sources` keep what it learnt there while the network learns other clinics."""
@@ -137,7 +137,7 @@ class DistillConfig:
     sources: list[str] = field(default_factory=lambda: ["ham10000"])
 
 
-@dataclass
+@dataclass(config=STRICT)
 class StageConfig:
     name: str
     epochs: int
@@ -161,7 +161,7 @@ class StageConfig:
     input_size: tuple[int, int] | None = None
 
 
-@dataclass
+@dataclass(config=STRICT)
 class TrainConfig:
     name: str = "run"
     seed: int = 0
@@ -182,12 +182,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     #: Early stopping within a stage: metric on validation, epochs without improvement.
-    early_stopping_metric: str = "balanced_accuracy"
+    early_stopping_metric: Literal["balanced_accuracy", "accuracy", "auc", "loss"] = "balanced_accuracy"
     patience: int = 4
     workers: int = 2
     channels_last: bool = True
     #: "auto" (CUDA when available), "cpu" or "cuda". Results are saved on the CPU either way.
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     #: Fit the OOD gate on training embeddings at the end (threshold: validation quantile).
     ood_quantile: float = 0.99
     #: Calibrate temperature and pick the threshold for this sensitivity on validation.
@@ -205,43 +205,6 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    return value
-
-
-def _build(cls: Any, data: Any) -> Any:
-    """Recursively build dataclass `cls` from plain data, rejecting unknown keys."""
-    if data is None:
-        return None
-    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-        return data
-    if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; valid: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        kwargs[key] = _convert(hints[key], value)
-    return cls(**kwargs)
-
-
-def _convert(hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint)
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value)
-    if origin is list and args and dataclasses.is_dataclass(args[0]):
-        return [_build(args[0], v) for v in value]
-    if origin is tuple:
-        return tuple(value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
-        if value is None:
-            return None
-        return _convert(args[0], value)
-    if hint is float and isinstance(value, int | str):
-        return float(value)
     return value
 
 
@@ -283,20 +246,12 @@ def config_from_data(raw: dict[str, Any], overrides: list[str] | None = None) ->
             raise ValueError(f"override {item!r}: expected key.sub=value (e.g. stages.1.epochs=5)")
         key, value = item.split("=", 1)
         _set_dotted(data, key.strip(), value)
-    config: TrainConfig = _build(TrainConfig, data)
+    config = load(TrainConfig, data, "config")
     config.preprocessing.validate()
-    if config.balance.method not in ("none", "class_weights", "sampler", "focal", "undersample"):
-        raise ValueError(
-            f"balance.method {config.balance.method!r}; valid: none, class_weights, sampler, focal, undersample"
-        )
-    if config.model.fusion not in ("joint", "late"):
-        raise ValueError(f"model.fusion {config.model.fusion!r}; valid: joint, late")
     if config.model.fusion == "late" and not (config.model.metadata and config.model.checkpoint):
         raise ValueError(
             "model.fusion: late needs model.metadata: true and a model.checkpoint (the image model)"
         )
-    if config.model.head not in ("dx", "binary", "hierarchical"):
-        raise ValueError(f"model.head {config.model.head!r}; valid: dx, binary, hierarchical")
     return config
 
 
