@@ -105,13 +105,24 @@ def test_model_card(client: httpx.Client) -> None:
     assert card["disclaimer"] == DISCLAIMER
 
 
+def _resolved(node: dict, document: dict) -> dict:
+    """A schema with its $ref followed and its allOf parts merged (FastAPI generates both)."""
+    if "$ref" in node:
+        node = _resolved(document["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]], document)
+    merged = {k: v for k, v in node.items() if k != "allOf"}
+    for part in node.get("allOf", []):
+        part = _resolved(part, document)
+        merged["properties"] = {**part.get("properties", {}), **merged.get("properties", {})}
+    return merged
+
+
 def test_health_and_openapi(client: httpx.Client) -> None:
     health = client.get("/api/v1/health").json()
     assert health["status"] == "ok" and health["log"] is True
     schema = client.get("/openapi.json").json()
     assert {"/api/v1/predict", "/api/v1/model", "/api/v1/health", "/api/v1/history"} <= set(schema["paths"])
     body = schema["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]
-    form = body["multipart/form-data"]["schema"]["properties"]
+    form = _resolved(body["multipart/form-data"]["schema"], schema)["properties"]
     # The documented bounds are the validated ones: each edge is accepted, one step past it is not.
     assert (form["tta"]["minimum"], form["tta"]["maximum"]) == (1, 8)
     assert (form["threshold"]["minimum"], form["threshold"]["maximum"]) == (0, 1)

@@ -23,6 +23,7 @@ from dermalens import __version__
 from dermalens.inference.predictor import Classifier
 from dermalens.server import errors
 from dermalens.server.batcher import InferenceService
+from dermalens.server.form import invalid_field
 from dermalens.server.log import PredictionLog
 from dermalens.server.modelcard import model_card
 from dermalens.server.routes import history, model, pages, predict
@@ -106,7 +107,7 @@ def create_app(settings: ServerSettings | None = None, classifier: Classifier | 
         ),
         lifespan=lifespan,
     )
-    errors.install(app, settings.max_bytes)
+    errors.install(app, settings.max_bytes, invalid_field)
     app.add_middleware(SecurityHeaders)
     for router in (predict.router, model.router, history.router):
         app.include_router(router, prefix=API_PREFIX)

@@ -9,6 +9,7 @@ of the answer, so the rest of an oversized body is read and discarded (up to a b
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -136,7 +137,18 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(exc.status_code, {"detail": detail, **extra}, dict(exc.headers or {}))
 
 
-async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+#: Turns FastAPI's errors on a form field into the API's sentence (`server.form.invalid_field`).
+FieldSentence = Callable[[list[dict[str, Any]]], str | None]
+
+
+def validation_error_handler(field_sentence: FieldSentence) -> Callable[[Request, Exception], Any]:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return validation_error(exc, field_sentence)
+
+    return handler
+
+
+def validation_error(exc: Exception, field_sentence: FieldSentence) -> JSONResponse:
     """FastAPI's parameter errors, as one readable sentence plus the structured list."""
     assert isinstance(exc, RequestValidationError)
     errors = [
@@ -146,8 +158,8 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         }
         for e in exc.errors()
     ]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
-    return _json(422, {"detail": detail, "errors": errors})
+    detail = field_sentence(list(exc.errors())) or "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return _json(422, {"detail": detail or "invalid request", "errors": errors})
 
 
 async def log_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -168,10 +180,10 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(500, {"detail": "internal server error; the request was not processed"})
 
 
-def install(app: FastAPI, max_bytes: int) -> None:
-    """Register the handlers and the body limit on `app`."""
+def install(app: FastAPI, max_bytes: int, field_sentence: FieldSentence = lambda errors: None) -> None:
+    """Register the handlers and the body limit on `app`; `field_sentence` words form-field errors."""
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(RequestValidationError, validation_error_handler(field_sentence))
     app.add_exception_handler(LogUnavailable, log_unavailable)
     # Handled by the exception middleware, so it is not re-raised to the server (the catch-all
     # below is, which is how uvicorn came to log a hung-up client as "Exception in ASGI application").

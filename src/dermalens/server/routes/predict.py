@@ -6,26 +6,21 @@ import uuid
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from dermalens.core.hashing import bytes_sha256
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
 from dermalens.server.batcher import Options, Result
+from dermalens.server.form import FIELDS_HELP, MultipartRoute, PredictForm
 from dermalens.server.log import LogRow
 from dermalens.server.render import result_dict
 from dermalens.server.schemas import ErrorResponse, PredictResponse
 from dermalens.server.state import ServerState, get_state
 from dermalens.server.storage import store_image
-from dermalens.server.uploads import (
-    PredictRequest,
-    Upload,
-    decode_error,
-    files_failed,
-    form_schema,
-    predict_request,
-)
+from dermalens.server.uploads import Upload, decode_error, files_failed, predict_request
 
-router = APIRouter(tags=["predict"])
+# MultipartRoute checks the body's framing and parses the form before FastAPI validates it.
+router = APIRouter(tags=["predict"], route_class=MultipartRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -42,19 +37,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     "/predict",
     response_model=PredictResponse,
     responses=_ERRORS,
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema()}}}
-    },
     summary="Predict malignancy, diagnosis, OOD flag (and heatmaps) for up to max_files images",
 )
 async def predict(
     request: Request,
-    body: Annotated[PredictRequest, Depends(predict_request)],
+    files: Annotated[list[UploadFile], File(description=FIELDS_HELP["files"])],
+    form: Annotated[PredictForm, Form()],
     compare: Annotated[
         bool, Query(description="also return each ensemble member's own result (several models loaded)")
     ] = False,
 ) -> dict[str, Any]:
     state = get_state(request)
+    body = await predict_request(files, form)
     uploads, options, patient = body.uploads, body.options, body.patient
     tta = options.tta or state.classifier.tta
     # The bytes go to the engine, which decodes each once; patient metadata applies to every file
