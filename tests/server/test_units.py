@@ -189,3 +189,21 @@ def test_a_log_database_that_is_down_is_a_one_line_error(capsys: pytest.CaptureF
     error = capsys.readouterr().err
     assert "cannot open the prediction log postgresql+psycopg://nobody:***@127.0.0.1:1/none" in error
     assert "secret" not in error and "Traceback" not in error
+
+
+def test_the_api_schema_shows_exactly_the_result_fields() -> None:
+    """One definition of a result's fields (`Prediction.fields`): the member schema is them plus the
+    model's name, the image schema holds them all, and the flat row (CSV, Parquet) flattens them."""
+    from dermalens.inference.results import Prediction
+    from dermalens.inference.rows import result_columns, result_row
+    from dermalens.server.schemas import ImageResult, MemberResult
+
+    probs = {"nv": 0.7, "mel": 0.3}
+    result = Prediction(probs, 0.3, "nv", "benign", 0.5, False, 0.2)
+    fields = list(result.fields())
+    assert [f for f in MemberResult.model_fields if f != "model"] == fields
+    assert set(fields) <= set(ImageResult.model_fields)
+    assert list(result.json_fields()) == fields
+    flat = result_row(result)
+    assert list(flat) == result_columns(list(probs)) and flat["p_mel"] == 0.3
+    assert {"threshold", "probabilities"} - set(flat) == {"threshold", "probabilities"}  # flattened / constant
