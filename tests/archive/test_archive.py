@@ -39,6 +39,10 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.read_bytes().decode("utf-8-sig").splitlines()))
 
 
+def _predict(source: Path, model: Path, out: Path, *extra: str) -> int:
+    return main(["predict", str(source), "--model", str(model), "--out", str(out), "--quiet", *extra])
+
+
 def _parquet_rows(path: Path) -> list[dict[str, object]]:
     import pyarrow.dataset as ds
 
@@ -100,34 +104,8 @@ def test_parquet_columns_are_typed_like_the_csv(tiny_artifact, tmp_path):
     import pyarrow.dataset as ds
 
     folder = _folder(tmp_path / "imgs", 6, broken=1)
-    assert (
-        main(
-            [
-                "predict",
-                str(folder),
-                "--model",
-                str(tiny_artifact),
-                "--out",
-                str(tmp_path / "r.parquet"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "predict",
-                str(folder),
-                "--model",
-                str(tiny_artifact),
-                "--out",
-                str(tmp_path / "r.csv"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    for out in ("r.parquet", "r.csv"):
+        assert _predict(folder, tiny_artifact, tmp_path / out) == 0
     table = ds.dataset(tmp_path / "r.parquet", format="parquet").to_table()
     assert table.schema.names == list(_csv_rows(tmp_path / "r.csv")[0])  # the same columns, in order
     types = {f.name: f.type for f in table.schema}
@@ -143,7 +121,7 @@ def test_an_existing_output_is_never_overwritten_without_resume(tiny_artifact, t
     folder = _folder(tmp_path / "imgs", 2)
     out = tmp_path / "r.csv"
     out.write_text("precious\n")
-    assert main(["predict", str(folder), "--model", str(tiny_artifact), "--out", str(out), "--quiet"]) == 2
+    assert _predict(folder, tiny_artifact, out) == 2
     assert "--resume" in capsys.readouterr().err and out.read_text() == "precious\n"
     with pytest.raises(SinkError, match="columns differ"):
         CsvSink(out, output_columns(["nv", "mel"]))  # not ours: refused, not appended to
@@ -193,7 +171,7 @@ def test_a_missing_file_in_a_manifest_is_reported_in_the_output(tiny_artifact, t
     save_image(tmp_path / "a.png", lesion_like(0, (64, 48)), "PNG")
     manifest = _write(tmp_path / "m.csv", "path\na.png\nmissing.png\n")
     out = tmp_path / "r.csv"
-    assert main(["predict", str(manifest), "--model", str(tiny_artifact), "--out", str(out), "--quiet"]) == 0
+    assert _predict(manifest, tiny_artifact, out) == 0
     rows = {Path(r["file"]).name: r for r in _csv_rows(out)}
     assert "no such file" in rows["missing.png"]["error"] and rows["a.png"]["error"] == ""
 
@@ -255,3 +233,29 @@ def test_ray_gives_the_local_rows(ham10000, tmp_path):
         }
         floats = [k for k, v in row.items() if isinstance(v, float)]
         assert np.allclose([row[k] for k in floats], [other[k] for k in floats], rtol=0, atol=1e-6)
+
+
+def test_progress_shows_done_left_rate_and_counts(tiny_artifact, tmp_path, capsys):
+    folder = _folder(tmp_path / "imgs", 6, broken=1)
+    assert (
+        main(["predict", str(folder), "--model", str(tiny_artifact), "--out", str(tmp_path / "r.csv")]) == 0
+    )
+    captured = capsys.readouterr()
+    assert "7/7" in captured.err and "img/s" in captured.err and "unreadable=1" in captured.err
+    assert "refused=" in captured.err
+    assert "7 images scored in" in captured.out and "1 unreadable" in captured.out  # the one-line summary
+    assert (
+        main(
+            [
+                "predict",
+                str(folder),
+                "--model",
+                str(tiny_artifact),
+                "--out",
+                str(tmp_path / "r.csv"),
+                "--resume",
+            ]
+        )
+        == 0
+    )
+    assert "nothing to do: all 7 images are already in the output" in capsys.readouterr().out

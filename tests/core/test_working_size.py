@@ -39,3 +39,22 @@ def test_working_size_leaves_small_images_and_round_trips():
     )
     assert Preprocessing.from_dict(spec.to_dict()) == spec
     assert Preprocessing.from_dict({"input_size": [64, 48]}).working_size is None  # older artifacts
+
+
+def test_stretch_keeps_the_whole_frame_of_a_square_image():
+    """A square image (Derm7pt, ISIC 2019, most exports) fed to a 4:3 input: the centre crop
+    throws away its top and bottom eighths, where the lesion's border often is; stretching keeps
+    every row (issue #17)."""
+    square = np.full((96, 96, 3), 128, np.uint8)
+    square[:8] = (250, 0, 0)  # a red band along the top edge
+    square[-8:] = (0, 0, 250)  # a blue one along the bottom
+    crop = resize_to_input(square, Preprocessing(input_size=(64, 48), resize="crop_to_aspect"))
+    stretch = resize_to_input(square, Preprocessing(input_size=(64, 48), resize="stretch"))
+    assert crop.shape == stretch.shape == (48, 64, 3)
+    assert crop[:, :, 0].max() < 200 and crop[:, :, 2].max() < 200  # both bands cut away
+    assert stretch[0, :, 0].min() > 200 and stretch[-1, :, 2].min() > 200  # both kept, at the edges
+    wide = np.zeros((48, 64, 3), np.uint8)  # a 4:3 image: both modes give the same pixels
+    assert np.array_equal(
+        resize_to_input(wide, Preprocessing(input_size=(64, 48), resize="stretch")),
+        resize_to_input(wide, Preprocessing(input_size=(64, 48), resize="crop_to_aspect")),
+    )

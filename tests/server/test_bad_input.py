@@ -268,9 +268,9 @@ def test_a_client_that_hangs_up_mid_upload_is_one_info_line(live_server: LiveSer
 
     where = httpx.URL(live_server.url)
     head = (
-        "POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-        "Content-Length: 100000\r\n\r\n"
-    ).encode()
+        b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
     caplog.set_level(logging.INFO)
     with socket.create_connection((where.host, where.port), timeout=30) as sock:
         sock.sendall(head + b"--b\r\n" + b"x" * 50_000)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from dermalens.commands.serve import register, settings_from_args
+from dermalens.core.formats import describe, sniff
 from dermalens.core.taxonomy import DIAGNOSES, label_from_filename
 from dermalens.inference.overlay import heatmap_rgba
 from dermalens.server.i18n import choose_language, parse_accept_language, translations
 from dermalens.server.settings import LANGUAGES, ServerSettings
-from dermalens.core.formats import describe, sniff
 
 from .samples import jpeg, png
 
@@ -206,4 +206,7 @@ def test_the_api_schema_shows_exactly_the_result_fields() -> None:
     assert list(result.json_fields()) == fields
     flat = result_row(result)
     assert list(flat) == result_columns(list(probs)) and flat["p_mel"] == 0.3
-    assert {"threshold", "probabilities"} - set(flat) == {"threshold", "probabilities"}  # flattened / constant
+    assert {"threshold", "probabilities"} - set(flat) == {
+        "threshold",
+        "probabilities",
+    }  # flattened / constant
