@@ -118,21 +118,25 @@ _FIELD_COLUMNS = {
 }
 
 
-def item_source(args: argparse.Namespace) -> Callable[[], Iterator[Item]]:
+def item_source(args: argparse.Namespace) -> tuple[Callable[[], Iterator[Item]], set[Path]]:
     """The job's items: folders, files and manifests as given (absolute paths, the resume key), a
-    folder image's patient data from its `--metadata` row, else from `--age/--sex/--site`."""
+    folder image's patient data from its `--metadata` row, else from `--age/--sex/--site`; and the
+    set, filled as the items are read, of images that the `--metadata` table has no row for."""
     default = PatientMetadata.parse(args.age, args.sex, args.site)
     table = read_metadata_csv(args.metadata) if args.metadata is not None else {}
     paths = [Path(os.path.abspath(p)) for p in args.paths]
+    unmatched: set[Path] = set()
 
     def source() -> Iterator[Item]:
         for item in items(paths):
             if item.patient.is_empty:
                 found = table.get(item.path.name) or table.get(item.path.stem)
+                if found is None and table:
+                    unmatched.add(item.path)
                 item = dataclasses.replace(item, patient=found or default)
             yield item
 
-    return source
+    return source, unmatched
 
 
 def read_metadata_csv(path: Path) -> dict[str, PatientMetadata]:
@@ -168,7 +172,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     out = args.out or args.csv
     try:
-        source = item_source(args)
+        source, unmatched = item_source(args)
         clf = Classifier.load(args.model, runtime=args.runtime, tta=args.tta)
         columns = output_columns(clf.classes, metadata=clf.uses_metadata, compare=args.compare)
         sink = open_sink(out, columns, resume=args.resume) if out else NullSink()
@@ -183,6 +187,11 @@ def run_predict(args: argparse.Namespace) -> int:
         sink.close()
         print(summary.line())
         return 0
+    if unmatched:
+        print(
+            f"note: {len(unmatched)} of {summary.total} images have no row in {args.metadata}",
+            file=sys.stderr,
+        )
     if not clf.uses_metadata and (args.metadata is not None or any((args.age, args.sex, args.site))):
         print("note: this model reads images only; the patient metadata given is ignored", file=sys.stderr)
     if args.compare and len(clf.members) < 2:
