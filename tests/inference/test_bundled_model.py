@@ -1,5 +1,7 @@
-"""The bundled model on real data: it loads without torch's help, predicts HAM10000 test images
-sensibly, and its OOD gate refuses photos that are not dermoscopy."""
+"""The bundled model and each committed candidate (models/candidates/NAME) on real data: it loads
+without torch's help (every listed file's hash checked), predicts HAM10000 test images sensibly,
+and its OOD gate refuses photos that are not dermoscopy. A candidate ships only what the ONNX
+Runtime path needs, so that it stays measurable on data this project does not have."""
 
 import numpy as np
 import pytest
@@ -12,9 +14,12 @@ from dermalens.models.artifact import BUNDLED_DIR
 pytestmark = pytest.mark.realdata
 
 
-@pytest.fixture(scope="module")
-def bundled():
-    return Classifier.load()
+ARTIFACTS = [BUNDLED_DIR, *sorted(p for p in (BUNDLED_DIR.parent / "candidates").glob("*") if p.is_dir())]
+
+
+@pytest.fixture(scope="module", params=ARTIFACTS, ids=[p.name for p in ARTIFACTS])
+def bundled(request):
+    return Classifier.load(request.param, runtime="onnx")
 
 
 def test_card_fields(bundled):
@@ -22,7 +27,7 @@ def test_card_fields(bundled):
     assert meta.classes == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
     assert meta.malignant == ["akiec", "bcc", "mel"]
     assert 0 < meta.threshold < 1 and meta.temperature > 0 and meta.ood_threshold
-    assert "CC BY-NC" in meta.license and (BUNDLED_DIR / "MODEL_CARD.md").is_file()
+    assert "CC BY-NC" in meta.license and (bundled.members[0].folder / "MODEL_CARD.md").is_file()
 
 
 def test_test_split_sample_is_well_ranked_and_accepted(bundled, ham10000):
