@@ -41,6 +41,9 @@ def test_train_writes_loadable_artifact_and_logs(tiny_dataset, tmp_path):
     clf = Classifier.load(run / "artifact")
     assert clf.meta.training["config"]["seed"] == 1 and clf.meta.temperature > 0
     assert clf.meta.ood_threshold is not None
+    decision = clf.meta.metrics["decision"]  # the diagnosis rule, fitted on validation at the end
+    assert decision["source"] == "the validation split" and len(clf.meta.decision_bias) == 7
+    assert "τ maximises" in clf.meta.class_bias_rule
     result = clf.predict(tiny_dataset.parent / "0.png")
     assert abs(sum(result.probabilities.values()) - 1) < 1e-6
 

@@ -1,4 +1,4 @@
-"""`dermalens evaluate | compare | calibrate`: parse arguments, call the package, print a short summary."""
+"""`dermalens evaluate | compare | calibrate | fit-decision`: parse arguments, call the package, print a short summary."""
 
 from __future__ import annotations
 
@@ -45,6 +45,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     calibrate.add_argument("--tta", type=int, default=1, help="test-time augmentation views")
     calibrate.add_argument("--out", type=Path, help="write a calibrated copy here (model left unchanged)")
     calibrate.set_defaults(func=run_calibrate)
+
+    decision = sub.add_parser(
+        "fit-decision", help="fit the diagnosis decision rule (prior correction) on validation splits"
+    )
+    decision.add_argument("--model", required=True, help="model artifact (changed in place)")
+    decision.add_argument(
+        "--data", type=Path, action="append", required=True, help="dataset; repeat with one --split each"
+    )
+    decision.add_argument(
+        "--split", type=Path, action="append", required=True, help="split file of each --data"
+    )
+    decision.add_argument("--split-name", default="val", help="split to fit on (default val)")
+    decision.add_argument("--out", type=Path, help="write the changed copy here (model left unchanged)")
+    decision.set_defaults(func=run_fit_decision)
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -169,4 +183,19 @@ def run_calibrate(args: argparse.Namespace) -> int:
     )
     if summary["skipped"]:
         print(f"  {len(summary['skipped'])} image(s) skipped (missing or unreadable)")
+    return 0
+
+
+def run_fit_decision(args: argparse.Namespace) -> int:
+    from dermalens.evaluation.decision import fit_decision
+
+    if len(args.data) != len(args.split):
+        raise SystemExit(f"give one --split per --data ({len(args.data)} --data, {len(args.split)} --split)")
+    summary = fit_decision(
+        args.model, list(zip(args.data, args.split, strict=True)), split_name=args.split_name, out=args.out
+    )
+    print(f"decision rule of {summary['artifact']} fitted on {summary['source']}: tau {summary['tau']:.2f}")
+    for source, before in summary["balanced_accuracy_before"].items():
+        after = summary["balanced_accuracy_after"][source]
+        print(f"  {source:<14} balanced accuracy {before:.3f} -> {after:.3f}")
     return 0

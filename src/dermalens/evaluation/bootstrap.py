@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dermalens.evaluation.metrics import binary_metrics, malignant_truth, multiclass_metrics
+from dermalens.evaluation.metrics import Bias, binary_metrics, malignant_truth, multiclass_metrics
 
 #: Figures that get an interval in ``metrics.json`` (the "main figures").
 BINARY_MAIN = ("auc", "pr_auc", "sensitivity", "specificity", "ppv", "npv", "f1")
@@ -77,6 +77,7 @@ def metric_intervals(
     seed: int = 0,
     groups: Sequence[str] | None = None,
     level: float = 0.95,
+    class_bias: Bias = None,
 ) -> dict[str, Any]:
     """95 % intervals of the main binary and multiclass figures (the ``ci`` section of ``metrics.json``)."""
     from dermalens.evaluation.metrics import dx_mask
@@ -93,7 +94,9 @@ def metric_intervals(
         out = {f"binary.{k}": figures[k] for k in BINARY_MAIN}
         if dx.any():
             keep = idx[dx[idx]]
-            multi = multiclass_metrics(list(label_arr[keep]), probs[keep], classes, full=False)
+            multi = multiclass_metrics(
+                list(label_arr[keep]), probs[keep], classes, full=False, class_bias=class_bias
+            )
             out.update({f"multiclass.{k}": multi[k] for k in MULTICLASS_MAIN})
         return out
 

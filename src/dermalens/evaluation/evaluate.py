@@ -139,6 +139,7 @@ def figures(
     """Every figure of metrics.json: overall with intervals, per subgroup, on the images the gate
     accepts, per source, and the melanoma AUCs."""
     classes, malignant, probs = combined.classes, combined.malignant, combined.probs
+    bias = combined.class_bias if combined.class_bias.size else None
     groups = [r.group for r in records] if ci_unit == "group" else None
     attributes: dict[str, Sequence[str | None]] = {
         "age": [age_band(r.age) for r in records],
@@ -148,17 +149,17 @@ def figures(
     accepted = ~combined.ood
     kept = [label for label, keep in zip(labels, accepted, strict=True) if keep]
     return {
-        **compute_metrics(labels, probs, classes, malignant, cut),
+        **compute_metrics(labels, probs, classes, malignant, cut, bias),
         "ci": metric_intervals(
-            labels, probs, classes, malignant, cut, n_boot=n_boot, seed=seed, groups=groups
+            labels, probs, classes, malignant, cut, n_boot=n_boot, seed=seed, groups=groups, class_bias=bias
         ),
-        "subgroups": subgroup_metrics(labels, probs, classes, malignant, cut, attributes),
+        "subgroups": subgroup_metrics(labels, probs, classes, malignant, cut, attributes, class_bias=bias),
         "ood": {
             "n_flagged": int(combined.ood.sum()),
             "rate": float(combined.ood.mean()),
             "note": "refused images are still scored here, for analysis; the app gives them no verdict",
             # What a user of the app sees: the figures on the images the gate lets through.
-            "accepted": compute_metrics(kept, probs[accepted], classes, malignant, cut)
+            "accepted": compute_metrics(kept, probs[accepted], classes, malignant, cut, bias)
             if accepted.any()
             else None,
         },
@@ -173,6 +174,7 @@ def figures(
             n_boot=n_boot,
             seed=seed,
             groups=groups,
+            class_bias=bias,
         ),
         "mel_vs_nv_auc": one_vs_auc(labels, probs, classes, "mel", against=("nv",)),
         "mel_vs_rest_auc": one_vs_auc(labels, probs, classes, "mel"),

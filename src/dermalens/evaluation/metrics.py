@@ -22,9 +22,12 @@ import numpy as np
 from sklearn import metrics as skm
 
 from dermalens.core.taxonomy import is_dx_code, is_malignant
+from dermalens.inference.probabilities import top_class
 
 #: Sensitivities at which the specificity is reported (screening operating points).
 SENSITIVITY_TARGETS = (0.90, 0.95, 0.98)
+#: The diagnosis decision offsets (`ArtifactMeta.class_bias`, `Combined.class_bias`); None = argmax.
+Bias = Sequence[float] | np.ndarray | None
 #: Bins of the expected calibration error and the reliability diagram.
 ECE_BINS = 10
 
@@ -136,9 +139,17 @@ def _ovr_aucs(codes: np.ndarray, probs: np.ndarray, n_classes: int) -> np.ndarra
 
 
 def multiclass_metrics(
-    y: Sequence[str], probs: np.ndarray, classes: Sequence[str], *, full: bool = True
+    y: Sequence[str],
+    probs: np.ndarray,
+    classes: Sequence[str],
+    *,
+    full: bool = True,
+    class_bias: Bias = None,
 ) -> dict[str, Any]:
     """Diagnosis figures; averages run over the classes present in `y` (absent ones have no recall).
+
+    The predicted class is the artifact's decision (`top_class` with its `class_bias`), exactly what
+    the app shows; the AUCs read the probabilities themselves.
 
     `auc_macro` is the mean of the one-vs-rest AUCs of the present classes, which equals
     ``roc_auc_score(y, probs, multi_class="ovr", labels=classes)`` when all are present.
@@ -147,7 +158,7 @@ def multiclass_metrics(
     classes = list(classes)
     probs = np.asarray(probs, dtype=float)
     codes = np.asarray([classes.index(label) for label in y], dtype=int)
-    predicted = probs.argmax(axis=1)
+    predicted = top_class(probs, None if class_bias is None else np.asarray(class_bias))
     present = sorted(set(codes.tolist()))
     aucs = _ovr_aucs(codes, probs, len(classes))
     present_aucs = [aucs[k] for k in present if not math.isnan(aucs[k])]
@@ -219,6 +230,7 @@ def compute_metrics(
     classes: Sequence[str],
     malignant: Sequence[str],
     threshold: float,
+    class_bias: Bias = None,
 ) -> dict[str, Any]:
     """The ``binary`` and (where dx labels exist) ``multiclass`` sections of ``metrics.json``.
 
@@ -231,7 +243,7 @@ def compute_metrics(
     mask = dx_mask(labels, classes)
     if mask.any():
         dx_labels = [label for label, keep in zip(labels, mask, strict=True) if keep]
-        result["multiclass"] = multiclass_metrics(dx_labels, probs[mask], classes)
+        result["multiclass"] = multiclass_metrics(dx_labels, probs[mask], classes, class_bias=class_bias)
         result["multiclass"]["n_excluded"] = int((~mask).sum())
     else:
         result["multiclass"] = None

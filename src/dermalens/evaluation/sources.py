@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dermalens.evaluation.bootstrap import metric_intervals
-from dermalens.evaluation.metrics import compute_metrics, one_vs_auc
+from dermalens.evaluation.metrics import Bias, compute_metrics, one_vs_auc
 
 
 def source_metrics(
@@ -30,6 +30,7 @@ def source_metrics(
     n_boot: int = 1000,
     seed: int = 0,
     groups: Sequence[str] | None = None,
+    class_bias: Bias = None,
 ) -> dict[str, dict[str, Any]]:
     """``{source: {n, refused, refused_by_class, binary, multiclass, ci, mel_vs_nv_auc,
     mel_vs_rest_auc}}``."""
@@ -39,7 +40,7 @@ def source_metrics(
     for source in sorted(set(keyed)):
         rows = np.nonzero(keyed == source)[0]
         sub_labels = [labels[int(i)] for i in rows]
-        figures = compute_metrics(sub_labels, probs[rows], classes, malignant, threshold)
+        figures = compute_metrics(sub_labels, probs[rows], classes, malignant, threshold, class_bias)
         out[str(source)] = {
             "n": len(rows),
             "refused": int(np.asarray(ood)[rows].sum()),
@@ -58,6 +59,7 @@ def source_metrics(
                 n_boot=n_boot,
                 seed=seed,
                 groups=[groups[int(i)] for i in rows] if groups is not None else None,
+                class_bias=class_bias,
             ),
         }
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dermalens.evaluation.metrics import binary_metrics, dx_mask, malignant_truth, multiclass_metrics
+from dermalens.evaluation.metrics import Bias, binary_metrics, dx_mask, malignant_truth, multiclass_metrics
 
 #: Age bands of the subgroup table: [low, high) in years, and their label.
 AGE_BANDS: tuple[tuple[float, float, str], ...] = (
@@ -42,6 +42,7 @@ def subgroup_metrics(
     attributes: dict[str, Sequence[str | None]],
     *,
     min_per_class: int = 10,
+    class_bias: Bias = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Figures per value of each attribute (e.g. ``{"age": bands, "sex": ..., "site": ...}``).
 
@@ -68,7 +69,7 @@ def subgroup_metrics(
             sub = rows & dx
             if sub.any():
                 dx_labels = [labels[int(i)] for i in np.nonzero(sub)[0]]
-                multi = multiclass_metrics(dx_labels, probs[sub], classes, full=False)
+                multi = multiclass_metrics(dx_labels, probs[sub], classes, full=False, class_bias=class_bias)
                 row["accuracy"], row["balanced_accuracy"] = multi["accuracy"], multi["balanced_accuracy"]
             table[str(value)] = row
         out[name] = table

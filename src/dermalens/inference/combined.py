@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermalens.inference.probabilities import view_probabilities
+from dermalens.inference.probabilities import top_class, view_probabilities
 from dermalens.inference.results import Prediction, decide
 from dermalens.models.artifact import ArtifactError, ArtifactMeta
 
@@ -49,11 +49,18 @@ class Combined:
     p_malignant: np.ndarray  # [N]
     ood_score: np.ndarray  # [N]
     threshold: float  # the members' mean operating threshold
+    #: [C] the members' mean decision offsets (`ArtifactMeta.class_bias`; zeros = most probable class)
+    class_bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def top(self) -> np.ndarray:
+        """[N] each image's diagnosis index under the artifact's decision rule (`top_class`)."""
+        return top_class(self.probs, self.class_bias if self.class_bias.size else None)
 
     @property
     def prediction(self) -> list[str]:
-        """Each image's most probable class (kept for analysis also when the image is refused)."""
-        return [self.classes[i] for i in self.probs.argmax(axis=1)]
+        """Each image's diagnosis (kept for analysis also when the image is refused)."""
+        return [self.classes[i] for i in self.top]
 
     @property
     def ood(self) -> np.ndarray:
@@ -109,6 +116,7 @@ def combine(members: Sequence[Outputs]) -> Combined:
         p_malignant=probs[:, first.meta.malignant_indices].sum(axis=1),
         ood_score=ood,
         threshold=float(np.mean([m.meta.threshold for m in members])),
+        class_bias=np.mean([m.meta.decision_bias for m in members], axis=0),
     )
 
 

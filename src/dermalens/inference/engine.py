@@ -245,7 +245,7 @@ class _Gathered:
         combined = combine(outputs)
         cams: list[np.ndarray | None] = [None] * len(self.rows)
         if heatmap:  # each view's CAM of the class the ensemble chose, averaged over the views
-            top = combined.probs.argmax(axis=1)
+            top = combined.top
             cams = [
                 np.mean([v[top[j]] for v in maps], axis=0) if maps else None
                 for j, maps in enumerate(self.cam_views)

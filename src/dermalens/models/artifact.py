@@ -61,6 +61,11 @@ class ArtifactMeta:
     #: Operating threshold on p_malignant, and how it was chosen.
     threshold: float = 0.5
     threshold_rule: str = "default 0.5 (not tuned)"
+    #: The diagnosis decision rule: per-class offsets added to log-probabilities before the argmax
+    #: (`inference.probabilities.top_class`; empty = the most probable class), and how they were
+    #: fitted. Probabilities and p_malignant do not change with them.
+    class_bias: list[float] = field(default_factory=list)
+    class_bias_rule: str = ""
     #: OOD gate: score threshold above which an image is "not dermoscopy" (None = no gate).
     ood_threshold: float | None = None
     ood_method: str = ""
@@ -93,6 +98,10 @@ class ArtifactMeta:
         try:
             meta = load(cls, data, "artifact.json")
             meta.preprocessing.validate()  # here, at load: a model needing OpenCV (CLAHE) says so first
+            if meta.class_bias and len(meta.class_bias) != len(meta.classes):
+                raise ValueError(
+                    f"artifact.json: class_bias has {len(meta.class_bias)} values for {len(meta.classes)} classes"
+                )
         except ValueError as err:
             raise ArtifactError(str(err)) from None
         return meta
@@ -101,6 +110,11 @@ class ArtifactMeta:
     def encoding(self) -> MetadataEncoding | None:
         """The metadata vector layout, or None for an image-only model."""
         return MetadataEncoding.from_dict(self.metadata_encoding) if self.metadata_inputs else None
+
+    @property
+    def decision_bias(self) -> list[float]:
+        """`class_bias`, or zeros (the most probable class) where the artifact has none."""
+        return list(self.class_bias) if self.class_bias else [0.0] * len(self.classes)
 
     @property
     def malignant_indices(self) -> list[int]:

@@ -49,6 +49,7 @@ def model_card(classifier: Classifier, settings: ServerSettings) -> dict[str, An
         "threshold": classifier.threshold,
         "threshold_rule": meta.threshold_rule,
         "temperature": meta.temperature,
+        "decision_rule": meta.class_bias_rule or "the most probable class",
         "ood_gate": any(m.gate is not None for m in classifier.members),
         "ood_threshold": meta.ood_threshold,
         "ood_method": meta.ood_method,

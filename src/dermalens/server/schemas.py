@@ -126,6 +126,9 @@ class ModelCard(BaseModel):
     threshold: float
     threshold_rule: str
     temperature: float
+    decision_rule: str = Field(
+        description="how the named diagnosis is chosen from the probabilities (the artifact's class_bias)"
+    )
     ood_gate: bool
     ood_threshold: float | None
     ood_method: str

@@ -1,12 +1,16 @@
-"""Turn a trained run into a model artifact: calibration, operating threshold, OOD gate, card data.
+"""Turn a trained run into a model artifact: calibration, operating threshold, decision rule, OOD
+gate, card data.
 
-All three are fitted on the *validation* split (the test split is never touched here):
+All four are fitted on the *validation* split (the test split is never touched here):
 temperature scaling on validation logits, the threshold that reaches the target
-sensitivity for malignancy on validation, and the OOD threshold at a validation quantile.
+sensitivity for malignancy on validation, the diagnosis decision rule (`evaluation.decision`:
+the prior correction with the best mean per-source balanced accuracy), and the OOD threshold at
+a validation quantile.
 """
 
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from pathlib import Path
@@ -32,6 +36,8 @@ from dermalens.training.prepare import (
     targets_for,
 )
 
+log = logging.getLogger(__name__)
+
 
 def network_outputs(
     model: nn.Module, images: np.ndarray, records: list[Record], targets: list[int], config: TrainConfig
@@ -56,6 +62,7 @@ def build_artifact(
 ) -> Path:
     """Calibrate on validation, fit the OOD gate, and write the artifact folder."""
     from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
+    from dermalens.evaluation.decision import set_decision
 
     classes, malignant = targets_for(config.model.head)
     data: StageData = load_stage_data(config, config.stages[-1], classes)
@@ -88,6 +95,16 @@ def build_artifact(
         **({"notes": notes} if notes else {}),
     )
     meta.metrics = {"validation": quick_metrics(val.logits, val.targets, mal_idx)}
+    try:
+        set_decision(
+            meta,
+            softmax(val.logits, temperature),
+            val.targets,
+            [r.source for r in data.val],
+            "the validation split",
+        )
+    except ValueError as err:  # e.g. a validation split with one diagnosis: keep the plain argmax
+        log.warning("decision rule not fitted (%s); the diagnosis is the most probable class", err)
     return save_artifact(model, out_dir, meta, gate)
 
 
