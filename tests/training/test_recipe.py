@@ -109,6 +109,36 @@ def test_soft_labels_come_from_the_teacher_on_its_sources_only_and_are_cached(tm
         soft_labels(DistillConfig(teacher=str(tiny_artifact), sources=["msk"]), records, classes, tmp_path)
 
 
+def test_a_new_run_reuses_a_sibling_runs_soft_labels_of_the_same_teacher(
+    tmp_path: Path, tiny_artifact, tiny_artifact_other, monkeypatch
+):
+    from dermalens.training import distill as module
+
+    records = [
+        Record(save_image(tmp_path / f"{i}.png", lesion_like(i, (64, 48)), "PNG"), "nv", f"g{i}", f"img{i}",
+               source="ham10000")
+        for i in range(3)
+    ]  # fmt: skip
+    classes = list(DX_CODES)
+    first, second, other = (tmp_path / "runs" / name for name in ("a", "b", "c"))
+    for folder in (first, second, other):
+        folder.mkdir(parents=True)
+    same = DistillConfig(teacher=str(tiny_artifact), sources=["ham10000"])
+    soft = soft_labels(same, records, classes, first)
+
+    def no_teacher(*_args: object) -> None:
+        raise AssertionError("the teacher ran again")
+
+    monkeypatch.setattr(module, "_teacher_probabilities", no_teacher)
+    again = soft_labels(same, records, classes, second)
+    assert again is not None and soft is not None and np.array_equal(again, soft)
+    assert (second / CACHE).is_file()  # the run is self-contained for --resume
+    with pytest.raises(AssertionError, match="ran again"):  # another teacher: never reused
+        soft_labels(
+            DistillConfig(teacher=str(tiny_artifact_other), sources=["ham10000"]), records, classes, other
+        )
+
+
 def test_colour_matrix_is_the_identity_without_colour_augmentation_and_keeps_grey_grey():
     still = AugmentConfig(brightness=0, contrast=0, saturation=0, hue=0, color_cast=0)
     matrix = colour_matrix(still, np.random.default_rng(0), np.array([120.0, 80.0, 60.0]))

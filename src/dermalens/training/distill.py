@@ -5,7 +5,9 @@ own sources, through the inference engine with its own preprocessing, instead of
 augmented draw: about 90 s of ONNX Runtime on this CPU against a third more per training step.
 The augmented copies of an image then learn towards the teacher's view of the clean image, the
 "consistency" reading of distillation. The labels are cached in the run directory, so a resumed
-run does not compute them again.
+run does not compute them again, and a new run reuses a sibling run's labels (same output folder,
+same teacher files, temperature and images: the proxy protocol's variants) instead of spending
+minutes on the same teacher pass.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from dermalens.data.records import Record
 from dermalens.inference.probabilities import softmax
+from dermalens.models.artifact import load_meta
 from dermalens.training.config import DistillConfig
 
 log = logging.getLogger(__name__)
@@ -39,10 +42,12 @@ def soft_labels(
             f"distill.sources {distill.sources} match none of the training images "
             f"(their sources: {sorted({r.source for r in records})})"
         )
-    key = json.dumps([distill.teacher, distill.temperature, [r.image_id for r in chosen]])
-    by_id = _cached(run_dir / CACHE, key)
+    _, teacher = load_meta(distill.teacher, verify=False)
+    key = json.dumps([teacher.model_id, distill.temperature, classes, [r.image_id for r in chosen]])
+    by_id = _find_cached(run_dir, key)
     if by_id is None:
         by_id = _teacher_probabilities(distill, chosen, classes)
+    if _cached(run_dir / CACHE, key) is None:
         ids = sorted(by_id)
         np.savez(run_dir / CACHE, key=key, ids=np.asarray(ids), probs=np.stack([by_id[i] for i in ids]))
     out = np.zeros((len(records), len(classes)), dtype=np.float32)
@@ -51,6 +56,17 @@ def soft_labels(
             out[row] = by_id[record.image_id]
     log.info("teacher soft labels for %d of %d training images", len(by_id), len(records))
     return out
+
+
+def _find_cached(run_dir: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The labels cached for `key` in this run, else in a sibling run of the same output folder."""
+    for path in [run_dir / CACHE, *sorted(run_dir.parent.glob(f"*/{CACHE}"))]:
+        found = _cached(path, key)
+        if found is not None:
+            if path.parent != run_dir:
+                log.info("teacher soft labels reused from %s", path)
+            return found
+    return None
 
 
 def _cached(path: Path, key: str) -> dict[str, np.ndarray] | None:
