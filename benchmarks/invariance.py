@@ -68,14 +68,11 @@ def score(clf, items: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # typ
     return np.asarray(p_mal), np.asarray(probs), np.asarray(ood)
 
 
-def figures(
-    labels: list[str], p_mal: np.ndarray, probs: np.ndarray, ood: np.ndarray, classes: list[str]
-) -> dict:
+def figures(labels: list[str], probs: np.ndarray, ood: np.ndarray, meta) -> dict:  # type: ignore[no-untyped-def]
+    """AUC, balanced accuracy (the artifact's decision rule, as the app names diagnoses) and refusals."""
     from dermalens.evaluation.metrics import compute_metrics
 
-    m = compute_metrics(
-        labels, probs, classes, [c for c in classes if c in ("mel", "bcc", "akiec", "scc")], 0.5
-    )
+    m = compute_metrics(labels, probs, meta.classes, meta.malignant, meta.threshold, meta.decision_bias)
     return {
         "auc": m["binary"]["auc"],
         "ba": (m["multiclass"] or {}).get("balanced_accuracy", float("nan")),
@@ -88,7 +85,7 @@ def report(name: str, records, variants: dict[str, Callable], clf) -> None:  # t
 
     labels = [model_label(r.label, clf.classes) for r in records]
     base_p, base_probs, base_ood = score(clf, [r.path for r in records])
-    base = figures(labels, base_p, base_probs, base_ood, clf.classes)
+    base = figures(labels, base_probs, base_ood, clf.meta)
     print(
         f"\n{name} (n={len(records)}): as given AUC {base['auc']:.3f}, balanced accuracy "
         f"{base['ba']:.3f}, refused {base['refused']:.1%}"
@@ -98,7 +95,7 @@ def report(name: str, records, variants: dict[str, Callable], clf) -> None:  # t
     )
     for title, make in variants.items():
         p, probs, ood = score(clf, [make(r.path) for r in records])
-        fig = figures(labels, p, probs, ood, clf.classes)
+        fig = figures(labels, probs, ood, clf.meta)
         print(
             f"  {title:<34} {np.median(np.abs(p - base_p)):>11.4f} {fig['auc']:>7.3f} "
             f"{fig['auc'] - base['auc']:>+7.3f} {fig['ba']:>8.3f} {fig['ba'] - base['ba']:>+7.3f} "
