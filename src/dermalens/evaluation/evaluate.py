@@ -139,7 +139,7 @@ def figures(
     """Every figure of metrics.json: overall with intervals, per subgroup, on the images the gate
     accepts, per source, and the melanoma AUCs."""
     classes, malignant, probs = combined.classes, combined.malignant, combined.probs
-    bias = combined.class_bias if combined.class_bias.size else None
+    bias = combined.class_bias  # empty or all zeros: the plain argmax (`top_class`)
     groups = [r.group for r in records] if ci_unit == "group" else None
     attributes: dict[str, Sequence[str | None]] = {
         "age": [age_band(r.age) for r in records],

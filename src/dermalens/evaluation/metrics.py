@@ -158,7 +158,7 @@ def multiclass_metrics(
     classes = list(classes)
     probs = np.asarray(probs, dtype=float)
     codes = np.asarray([classes.index(label) for label in y], dtype=int)
-    predicted = top_class(probs, None if class_bias is None else np.asarray(class_bias))
+    predicted = top_class(probs, None if class_bias is None else np.asarray(class_bias, dtype=float))
     present = sorted(set(codes.tolist()))
     aucs = _ovr_aucs(codes, probs, len(classes))
     present_aucs = [aucs[k] for k in present if not math.isnan(aucs[k])]

@@ -55,7 +55,7 @@ class Combined:
     @property
     def top(self) -> np.ndarray:
         """[N] each image's diagnosis index under the artifact's decision rule (`top_class`)."""
-        return top_class(self.probs, self.class_bias if self.class_bias.size else None)
+        return top_class(self.probs, self.class_bias)
 
     @property
     def prediction(self) -> list[str]:
