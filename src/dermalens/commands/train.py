@@ -60,6 +60,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     refit.add_argument("--no-progress", action="store_true")
     refit.set_defaults(func=run_refit_gate)
 
+    soup = sub.add_parser(
+        "soup",
+        help="average the weights of models fine-tuned from one starting point into one new artifact",
+    )
+    soup.add_argument(
+        "--model", dest="models", action="append", required=True, help="artifact folder (2 or more)"
+    )
+    soup.add_argument("--out", type=Path, required=True, help="folder of the new artifact")
+    soup.add_argument("--name", help="the new model's name (default: soup-<member names>)")
+    soup.set_defaults(func=run_soup)
+
 
 def run_train(args: argparse.Namespace) -> int:
     from dermalens.training.config import load_config
@@ -131,4 +142,15 @@ def run_refit_gate(args: argparse.Namespace) -> int:
         args.model, args.data, args.split, quantile=args.quantile, out=args.out, progress=not args.no_progress
     )
     print(f"OOD gate of {folder} refitted: {gate.method}")
+    return 0
+
+
+def run_soup(args: argparse.Namespace) -> int:
+    from dermalens.training.soup import build_soup
+
+    if args.out.exists():
+        raise ValueError(f"--out {args.out} exists; choose a new folder for the soup")
+    command = "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = build_soup(args.models, args.out, name=args.name, command=command)
+    print(f"model artifact: {out} (weights averaged over {len(args.models)} models, refitted on validation)")
     return 0

@@ -1,0 +1,93 @@
+"""A weight-averaged "soup" of fine-tuned models: one network, the serving cost of one.
+
+Why: runs fine-tuned from the same starting point (here the HAM10000 model, with the same frozen
+blocks) stay in one basin of the loss, so the average of their weights is itself a good network,
+and usually a better one on data from elsewhere than each run alone (Wortsman et al., "Model
+soups: averaging weights of multiple fine-tuned models improves accuracy without increasing
+inference time", ICML 2022). An ensemble would buy the same robustness at N× the serving time.
+
+The soup is a new artifact: its calibration, threshold, decision rule and OOD gate are fitted again
+on the validation split of the first model's recipe (its saved config), as for any trained run, so
+nothing fitted for one member is reused for a network it was not fitted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dermalens.models.artifact import WEIGHTS_FILE, ArtifactMeta, load_meta
+from dermalens.models.factory import build_from_meta
+
+#: What members must share for their weights to be averaged, and for one artifact to describe them.
+SAME = ("architecture", "classes", "malignant", "head", "metadata_inputs", "metadata_branch")
+
+
+def check_compatible(metas: Sequence[ArtifactMeta]) -> None:
+    """`ValueError` naming the first field on which a member differs from the first one."""
+    if len(metas) < 2:
+        raise ValueError(f"a soup needs at least 2 models; got {len(metas)}")
+    first = metas[0]
+    for meta in metas[1:]:
+        for name in SAME:
+            if getattr(meta, name) != getattr(first, name):
+                raise ValueError(
+                    f"{meta.name} and {first.name} differ in {name} "
+                    f"({getattr(meta, name)!r} against {getattr(first, name)!r}); only models of one "
+                    "architecture, class list and head can be averaged"
+                )
+        if meta.preprocessing.to_dict() != first.preprocessing.to_dict():
+            raise ValueError(
+                f"{meta.name} and {first.name} differ in preprocessing; the soup would be fed one of them"
+            )
+
+
+def average_state(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of floating-point tensors (weights, batch-norm statistics); integer
+    buffers (batch-norm step counters) are taken from the first member."""
+    keys = list(states[0])
+    for state in states[1:]:
+        if list(state) != keys:
+            missing = sorted(set(keys) ^ set(state))[:5]
+            raise ValueError(f"the models' parameters differ (e.g. {missing}); they cannot be averaged")
+    averaged = {}
+    for key in keys:
+        tensors = [s[key] for s in states]
+        if any(t.shape != tensors[0].shape for t in tensors):
+            raise ValueError(f"parameter {key} has shapes {[tuple(t.shape) for t in tensors]}")
+        first = tensors[0]
+        averaged[key] = (
+            torch.stack([t.float() for t in tensors]).mean(dim=0).to(first.dtype)
+            if first.is_floating_point()
+            else first.clone()
+        )
+    return averaged
+
+
+def soup_network(folders: Sequence[str | Path]) -> tuple[nn.Module, list[ArtifactMeta]]:
+    """The averaged network of the artifacts in `folders` (each with its weights.pt), and their metadata."""
+    loaded = [load_meta(f, verify=True) for f in folders]
+    metas = [meta for _, meta in loaded]
+    check_compatible(metas)
+    networks = [build_from_meta(meta, folder / WEIGHTS_FILE) for folder, meta in loaded]
+    model = networks[0]
+    model.load_state_dict(average_state([n.state_dict() for n in networks]))
+    return model.eval(), metas
+
+
+def build_soup(
+    folders: Sequence[str | Path], out: str | Path, *, name: str | None = None, command: str = ""
+) -> Path:
+    """Average the artifacts' weights and build a new artifact in `out`, fitted on the validation
+    split of the first member's recipe (its data, split file and preprocessing)."""
+    from dermalens.training.config import config_from_data
+    from dermalens.training.finalize import build_artifact
+
+    model, metas = soup_network(folders)
+    config = config_from_data(metas[0].training["config"])
+    config.name = name or "soup-" + "-".join(m.name for m in metas)
+    notes = {"soup_of": [{"name": m.name, "model_id": m.model_id} for m in metas]}
+    return build_artifact(model, config, Path(out), command=command, notes=notes)
