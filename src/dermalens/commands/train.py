@@ -59,7 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     refit.add_argument("--out", type=Path, help="write a copy here instead of changing the artifact")
     refit.add_argument("--no-progress", action="store_true")
     refit.set_defaults(func=run_refit_gate)
+    _register_soup(sub)
 
+
+def _register_soup(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     soup = sub.add_parser(
         "soup",
         help="average the weights of models fine-tuned from one starting point into one new artifact",
