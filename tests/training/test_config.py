@@ -62,6 +62,8 @@ def test_ablation_configs_start_from_the_bundled_model():
         "full-metadata",
         "full-hierarchical",
         "clahe-cpu",
+        "travel-cpu-no-resolution",
+        "travel-cpu-distill1",
     }
     clahe = configs["clahe-cpu"]  # from ImageNet, against the small recipe: only the contrast step differs
     assert clahe.preprocessing.contrast == "clahe" and clahe.model.checkpoint is None
@@ -75,3 +77,22 @@ def test_ablation_configs_start_from_the_bundled_model():
     assert configs["metadata"].model.metadata and configs["hierarchical"].model.head == "hierarchical"
     full = configs["full-metadata"]
     assert full.model.pretrained and full.model.checkpoint is None and len(full.stages) == 2
+
+
+def test_soup_member_configs_change_one_choice_of_the_bundled_recipe():
+    """The candidate soup's members (docs/proxy.md) are the bundled recipe with one choice changed."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    bundled = load_config(root / "travel-cpu.yaml").to_dict()
+    expected = {
+        "travel-cpu-no-resolution": {"augment"},
+        "travel-cpu-distill1": {"distill"},
+    }
+    for stem, sections in expected.items():
+        member = load_config(root / "ablations" / f"{stem}.yaml").to_dict()
+        changed = {k for k in bundled if k != "name" and bundled[k] != member[k]}
+        assert changed == sections, stem
+    no_resolution = load_config(root / "ablations" / "travel-cpu-no-resolution.yaml").augment
+    assert (no_resolution.rescale, no_resolution.jpeg, no_resolution.blur) == (0.0, 0.0, 0.0)
+    assert load_config(root / "ablations" / "travel-cpu-distill1.yaml").distill.weight == 1.0

@@ -65,9 +65,11 @@ def test_soup_refuses_models_that_cannot_be_averaged(
 ) -> None:
     with pytest.raises(ValueError, match="differ in"):
         build_soup([two_runs[0], tiny_artifact], tmp_path / "x")
+    with pytest.raises(ValueError, match="no training config"):
+        build_soup([tiny_artifact, tiny_artifact], tmp_path / "z")
     with pytest.raises(ValueError, match="at least 2 models"):
         build_soup([two_runs[0]], tmp_path / "y")
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert not any((tmp_path / n).exists() for n in "xyz")
 
 
 def test_average_state_keeps_integer_buffers_and_checks_keys() -> None:

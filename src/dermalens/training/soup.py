@@ -87,6 +87,11 @@ def build_soup(
     from dermalens.training.finalize import build_artifact
 
     model, metas = soup_network(folders)
+    if "config" not in metas[0].training:
+        raise ValueError(
+            f"{metas[0].name} has no training config in its artifact.json; list first a member built by "
+            "`dermalens train`, whose recipe names the validation split the soup is refitted on"
+        )
     config = config_from_data(metas[0].training["config"])
     config.name = name or "soup-" + "-".join(m.name for m in metas)
     notes = {"soup_of": [{"name": m.name, "model_id": m.model_id} for m in metas]}
