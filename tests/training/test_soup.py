@@ -70,6 +70,10 @@ def test_soup_refuses_models_that_cannot_be_averaged(
     with pytest.raises(ValueError, match="at least 2 models"):
         build_soup([two_runs[0]], tmp_path / "y")
     assert not any((tmp_path / n).exists() for n in "xyz")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ValueError, match="exists; choose a new folder"):
+        build_soup(two_runs, tmp_path / "taken")
+    assert not any((tmp_path / "taken").iterdir())
 
 
 def test_average_state_keeps_integer_buffers_and_checks_keys() -> None:

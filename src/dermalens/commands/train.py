@@ -75,6 +75,11 @@ def _register_soup(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     soup.set_defaults(func=run_soup)
 
 
+def _command_line() -> str:
+    """The command as typed, for the artifact's `training.command` (how it was made)."""
+    return "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def run_train(args: argparse.Namespace) -> int:
     from dermalens.training.config import load_config
 
@@ -103,7 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
         save_config(config, config.run_dir() / "config.yaml")
         model, report = fit_late_fusion(config, progress=not args.no_progress)
         out = args.out or config.run_dir() / "artifact"
-        command = "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = _command_line()
         build_artifact(model, config, out, command=command, wall_seconds=time.time() - started, notes=report)
         print(f"model artifact: {out} (late fusion, metadata weight {report['weight']})")
         return 0
@@ -115,7 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
         model = trainer.fit(resume=args.resume is not None, only_stage=args.stage)
     if dist_info.main:
         out = args.out or trainer.run_dir / "artifact"
-        command = "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = _command_line()
         build_artifact(model, config, out, command=command, wall_seconds=time.time() - started)
         print(f"model artifact: {out}")
     return 0
@@ -151,9 +156,7 @@ def run_refit_gate(args: argparse.Namespace) -> int:
 def run_soup(args: argparse.Namespace) -> int:
     from dermalens.training.soup import build_soup
 
-    if args.out.exists():
-        raise ValueError(f"--out {args.out} exists; choose a new folder for the soup")
-    command = "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     out = build_soup(args.models, args.out, name=args.name, command=command)
     print(f"model artifact: {out} (weights averaged over {len(args.models)} models, refitted on validation)")
     return 0

@@ -67,26 +67,34 @@ def average_state(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.
     return averaged
 
 
-def soup_network(folders: Sequence[str | Path]) -> tuple[nn.Module, list[ArtifactMeta]]:
-    """The averaged network of the artifacts in `folders` (each with its weights.pt), and their metadata."""
+def load_members(folders: Sequence[str | Path]) -> list[tuple[Path, ArtifactMeta]]:
+    """Each artifact's folder and verified metadata, checked to be averageable (`check_compatible`)."""
     loaded = [load_meta(f, verify=True) for f in folders]
-    metas = [meta for _, meta in loaded]
-    check_compatible(metas)
-    networks = [build_from_meta(meta, folder / WEIGHTS_FILE) for folder, meta in loaded]
+    check_compatible([meta for _, meta in loaded])
+    return loaded
+
+
+def soup_network(members: Sequence[tuple[Path, ArtifactMeta]]) -> nn.Module:
+    """The averaged network of `load_members`' artifacts (each with its weights.pt)."""
+    networks = [build_from_meta(meta, folder / WEIGHTS_FILE) for folder, meta in members]
     model = networks[0]
     model.load_state_dict(average_state([n.state_dict() for n in networks]))
-    return model.eval(), metas
+    return model.eval()
 
 
 def build_soup(
     folders: Sequence[str | Path], out: str | Path, *, name: str | None = None, command: str = ""
 ) -> Path:
-    """Average the artifacts' weights and build a new artifact in `out`, fitted on the validation
-    split of the first member's recipe (its data, split file and preprocessing)."""
+    """Average the artifacts' weights and build a new artifact in `out` (a new folder), fitted on the
+    validation split of the first member's recipe (its data, split file and preprocessing).
+    Everything that can refuse is checked before the networks are loaded and averaged."""
     from dermalens.training.config import config_from_data
     from dermalens.training.finalize import build_artifact
 
-    model, metas = soup_network(folders)
+    if Path(out).exists():
+        raise ValueError(f"{out} exists; choose a new folder for the soup")
+    members = load_members(folders)
+    metas = [meta for _, meta in members]
     if "config" not in metas[0].training:
         raise ValueError(
             f"{metas[0].name} has no training config in its artifact.json; list first a member built by "
@@ -95,4 +103,4 @@ def build_soup(
     config = config_from_data(metas[0].training["config"])
     config.name = name or "soup-" + "-".join(m.name for m in metas)
     notes = {"soup_of": [{"name": m.name, "model_id": m.model_id} for m in metas]}
-    return build_artifact(model, config, Path(out), command=command, notes=notes)
+    return build_artifact(soup_network(members), config, Path(out), command=command, notes=notes)
