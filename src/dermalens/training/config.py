@@ -182,7 +182,10 @@ class TrainConfig:
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     #: Early stopping within a stage: metric on validation, epochs without improvement.
-    early_stopping_metric: Literal["balanced_accuracy", "accuracy", "auc", "loss"] = "balanced_accuracy"
+    #: ``source_auc``: the mean of each validation source's own benign/malignant AUC.
+    early_stopping_metric: Literal["balanced_accuracy", "accuracy", "auc", "source_auc", "loss"] = (
+        "balanced_accuracy"
+    )
     patience: int = 4
     workers: int = 2
     channels_last: bool = True

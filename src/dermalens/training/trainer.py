@@ -266,7 +266,8 @@ class Trainer:
             )  # fmt: skip
             if self.dist.main:
                 seen = (len(order) * self.dist.world, time.time() - started)
-                self._end_epoch(model, val_set, criterion, stage, state, epoch, loss, seen)
+                sources = [r.source for r in data.val]
+                self._end_epoch(model, (val_set, sources), criterion, stage, state, epoch, loss, seen)
                 self._save(model, optimizer, scheduler, state)
             self.dist.barrier()
             state = self._sync_state(state)
@@ -300,7 +301,7 @@ class Trainer:
     def _end_epoch(
         self,
         model: nn.Module,
-        val_set: LesionDataset,
+        val: tuple[LesionDataset, list[str]],
         criterion: nn.Module,
         stage: StageConfig,
         state: RunState,
@@ -308,13 +309,15 @@ class Trainer:
         loss: float,
         seen: tuple[int, float],
     ) -> None:
-        """Validate, log and keep the best weights; `seen` is (images trained on, seconds)."""
-        n_train, seconds = seen
+        """Validate, log and keep the best weights; `val` is (the validation set, each image's
+        source), `seen` (images trained on, seconds)."""
+        (val_set, sources), (n_train, seconds) = val, seen
         loader = DataLoader(val_set, batch_size=self.config.batch_size * 2, num_workers=0)
         out = predict_outputs(
             model, loader, channels_last=self.config.channels_last, criterion=criterion, device=self.device
         )
-        metrics = quick_metrics(out.logits, out.targets, [self.classes.index(c) for c in self.malignant])
+        mal_idx = [self.classes.index(c) for c in self.malignant]
+        metrics = quick_metrics(out.logits, out.targets, mal_idx, sources)
         row = {
             "stage": stage.name,
             "epoch": epoch + 1,
