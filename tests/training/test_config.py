@@ -65,6 +65,7 @@ def test_ablation_configs_start_from_the_bundled_model():
         "travel-cpu-no-resolution",
         "travel-cpu-distill1",
         "travel-cpu-distill1-auc",
+        "travel-cpu-distill1-long",
     }
     clahe = configs["clahe-cpu"]  # from ImageNet, against the small recipe: only the contrast step differs
     assert clahe.preprocessing.contrast == "clahe" and clahe.model.checkpoint is None
@@ -90,6 +91,7 @@ def test_soup_member_configs_change_one_choice_of_the_bundled_recipe():
         "travel-cpu-no-resolution": {"augment"},
         "travel-cpu-distill1": {"distill"},
         "travel-cpu-distill1-auc": {"distill", "early_stopping_metric"},
+        "travel-cpu-distill1-long": {"distill", "early_stopping_metric", "stages"},
     }
     for stem, sections in expected.items():
         member = load_config(root / "ablations" / f"{stem}.yaml").to_dict()
