@@ -82,7 +82,8 @@ def test_ablation_configs_start_from_the_bundled_model():
 
 
 def test_soup_member_configs_change_one_choice_of_the_bundled_recipe():
-    """The candidate soup's members (docs/proxy.md) are the bundled recipe with one choice changed."""
+    """The soups' members (docs/proxy.md; the bundled model is the soup of the two distill1-* runs)
+    are the recipe of configs/travel-cpu.yaml with the named choices changed."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "configs"
