@@ -89,6 +89,12 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = ECE_B
     return float(np.sum(counts / len(p) * np.abs(observed - predicted)))
 
 
+def binary_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC of scores `p` for 0/1 (or boolean) truth `y`; NaN where only one outcome occurs."""
+    y = np.asarray(y, dtype=int)
+    return _quiet(skm.roc_auc_score, y, p) if 0 < y.sum() < len(y) else math.nan
+
+
 def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, *, full: bool = True) -> dict[str, Any]:
     """Malignant-vs-benign figures at `threshold` (decision ``p >= threshold``).
 
@@ -104,11 +110,10 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, *, full: bool
         precision, recall, f1, _ = skm.precision_recall_fscore_support(
             y, decision, labels=[0, 1], zero_division=np.nan
         )
-    both = 0 < y.sum() < len(y)
     out: dict[str, Any] = {
         "n": len(y),
         "n_malignant": int(y.sum()),
-        "auc": _quiet(skm.roc_auc_score, y, p) if both else math.nan,
+        "auc": binary_auc(y, p),
         "pr_auc": _quiet(skm.average_precision_score, y, p) if y.any() else math.nan,
         "sensitivity": float(recall[1]),
         "specificity": float(recall[0]),

@@ -168,6 +168,8 @@ def quick_metrics(
     per-source AUCs is what the replacement rule for the bundled model compares (docs/proxy.md)."""
     from sklearn.metrics import balanced_accuracy_score
 
+    from dermalens.evaluation.metrics import binary_auc
+
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     predicted = probs.argmax(1)
     is_mal = np.isin(targets, malignant)
@@ -175,18 +177,11 @@ def quick_metrics(
     out = {
         "accuracy": float((predicted == targets).mean()),
         "balanced_accuracy": float(balanced_accuracy_score(targets, predicted)),
-        "auc": _binary_auc(is_mal, p_mal),
+        "auc": binary_auc(is_mal, p_mal),
     }
     if sources is not None:
         keyed = np.asarray(sources, dtype=object)
-        per_source = [_binary_auc(is_mal[keyed == s], p_mal[keyed == s]) for s in sorted(set(keyed))]
+        per_source = [binary_auc(is_mal[keyed == s], p_mal[keyed == s]) for s in sorted(set(keyed))]
         valid = [a for a in per_source if a == a]
         out["source_auc"] = float(np.mean(valid)) if valid else float("nan")
     return out
-
-
-def _binary_auc(is_mal: np.ndarray, p_mal: np.ndarray) -> float:
-    """ROC AUC, NaN where only one outcome occurs."""
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(is_mal, p_mal)) if 0 < is_mal.sum() < len(is_mal) else float("nan")

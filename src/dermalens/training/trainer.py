@@ -243,6 +243,7 @@ class Trainer:
         config = self.config
         data: StageData = load_stage_data(config, stage, self.classes)
         train_set, val_set = self._stage_sets(stage, data)
+        val = (val_set, [r.source for r in data.val])  # sources: for the per-source validation AUC
         criterion = criterion_for(config, data.train_targets, len(self.classes)).to(self.device)
         distill = (
             None
@@ -266,8 +267,7 @@ class Trainer:
             )  # fmt: skip
             if self.dist.main:
                 seen = (len(order) * self.dist.world, time.time() - started)
-                sources = [r.source for r in data.val]
-                self._end_epoch(model, (val_set, sources), criterion, stage, state, epoch, loss, seen)
+                self._end_epoch(model, val, criterion, stage, state, epoch, loss, seen)
                 self._save(model, optimizer, scheduler, state)
             self.dist.barrier()
             state = self._sync_state(state)
