@@ -66,6 +66,7 @@ def test_ablation_configs_start_from_the_bundled_model():
         "travel-cpu-distill1",
         "travel-cpu-distill1-auc",
         "travel-cpu-distill1-long",
+        "travel-cpu-distill1-seed1",
     }
     clahe = configs["clahe-cpu"]  # from ImageNet, against the small recipe: only the contrast step differs
     assert clahe.preprocessing.contrast == "clahe" and clahe.model.checkpoint is None
@@ -93,6 +94,7 @@ def test_soup_member_configs_change_one_choice_of_the_bundled_recipe():
         "travel-cpu-distill1": {"distill"},
         "travel-cpu-distill1-auc": {"distill", "early_stopping_metric"},
         "travel-cpu-distill1-long": {"distill", "early_stopping_metric", "stages"},
+        "travel-cpu-distill1-seed1": {"distill", "early_stopping_metric", "seed"},
     }
     for stem, sections in expected.items():
         member = load_config(root / "ablations" / f"{stem}.yaml").to_dict()
