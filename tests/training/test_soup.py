@@ -85,3 +85,19 @@ def test_average_state_keeps_integer_buffers_and_checks_keys() -> None:
         average_state([first, {"w": torch.tensor([1.0, 1.0])}])
     with pytest.raises(ValueError, match="shapes"):
         average_state([first, {"w": torch.tensor([1.0]), "steps": torch.tensor(1)}])
+
+
+def test_soup_at_another_input_size_is_refitted_there(two_runs: list[Path], tmp_path: Path) -> None:
+    """The same averaged weights, served (and calibrated, gated) at a larger input than trained at."""
+    out = build_soup(two_runs, tmp_path / "larger", input_size=(40, 30))
+    _, meta = load_meta(out)
+    trained = load_meta(two_runs[0])[1]
+    assert tuple(meta.preprocessing.input_size) == (40, 30) != tuple(trained.preprocessing.input_size)
+    assert meta.name == "soup-tiny-tiny-at40x30"
+    assert meta.training["notes"]["trained_input_size"] == list(trained.preprocessing.input_size)
+    a, b, soup = (_weights(f) for f in (*two_runs, out))
+    key = next(k for k, v in soup.items() if v.is_floating_point() and not torch.equal(a[k], b[k]))
+    assert torch.allclose(soup[key].float(), (a[key].float() + b[key].float()) / 2, atol=1e-3)
+    with pytest.raises(ValueError, match="at least 8 pixels"):
+        build_soup(two_runs, tmp_path / "tiny", input_size=(4, 3))
+    assert not (tmp_path / "tiny").exists()

@@ -72,6 +72,13 @@ def _register_soup(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     )
     soup.add_argument("--out", type=Path, required=True, help="folder of the new artifact")
     soup.add_argument("--name", help="the new model's name (default: soup-<member names>)")
+    soup.add_argument(
+        "--input-size",
+        nargs=2,
+        type=int,
+        metavar=("W", "H"),
+        help="serve the soup at this input size instead of the members' (refitted there; choose on validation)",
+    )
     soup.set_defaults(func=run_soup)
 
 
@@ -157,6 +164,7 @@ def run_soup(args: argparse.Namespace) -> int:
     from dermalens.training.soup import build_soup
 
     command = _command_line()
-    out = build_soup(args.models, args.out, name=args.name, command=command)
+    size = None if args.input_size is None else (args.input_size[0], args.input_size[1])
+    out = build_soup(args.models, args.out, name=args.name, command=command, input_size=size)
     print(f"model artifact: {out} (weights averaged over {len(args.models)} models, refitted on validation)")
     return 0

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from dermalens.models.artifact import WEIGHTS_FILE, ArtifactMeta, load_meta
 from dermalens.models.factory import build_from_meta
+
+#: Smallest input side a soup may be served at (the network's total stride is 32; below 8 px nothing is left).
+MIN_SIDE = 8
 
 #: What members must share for their weights to be averaged, and for one artifact to describe them.
 SAME = ("architecture", "classes", "malignant", "head", "metadata_inputs", "metadata_branch")
@@ -83,16 +87,29 @@ def soup_network(members: Sequence[tuple[Path, ArtifactMeta]]) -> nn.Module:
 
 
 def build_soup(
-    folders: Sequence[str | Path], out: str | Path, *, name: str | None = None, command: str = ""
+    folders: Sequence[str | Path],
+    out: str | Path,
+    *,
+    name: str | None = None,
+    command: str = "",
+    input_size: tuple[int, int] | None = None,
 ) -> Path:
     """Average the artifacts' weights and build a new artifact in `out` (a new folder), fitted on the
     validation split of the first member's recipe (its data, split file and preprocessing).
-    Everything that can refuse is checked before the networks are loaded and averaged."""
+    Everything that can refuse is checked before the networks are loaded and averaged.
+
+    `input_size` (width, height) serves the soup at another size than it was trained at, with
+    calibration, threshold and gate fitted at that size. Why: random-resized-crop training shows
+    lesions larger than whole-frame serving does, so a slightly larger test input can match them
+    (Touvron et al., "Fixing the train-test resolution discrepancy", NeurIPS 2019); the network is
+    fully convolutional with global pooling, so it accepts any size. Choose it on validation."""
     from dermalens.training.config import config_from_data
     from dermalens.training.finalize import build_artifact
 
     if Path(out).exists():
         raise ValueError(f"{out} exists; choose a new folder for the soup")
+    if input_size is not None and min(input_size) < MIN_SIDE:
+        raise ValueError(f"input size {input_size}: both sides must be at least {MIN_SIDE} pixels")
     members = load_members(folders)
     metas = [meta for _, meta in members]
     if "config" not in metas[0].training:
@@ -100,7 +117,11 @@ def build_soup(
             f"{metas[0].name} has no training config in its artifact.json; list first a member built by "
             "`dermalens train`, whose recipe names the validation split the soup is refitted on"
         )
-    config = config_from_data(metas[0].training["config"])
-    config.name = name or "soup-" + "-".join(m.name for m in metas)
-    notes = {"soup_of": [{"name": m.name, "model_id": m.model_id} for m in metas]}
+    overrides = [] if input_size is None else [f"preprocessing.input_size=[{input_size[0]}, {input_size[1]}]"]
+    config = config_from_data(metas[0].training["config"], overrides)
+    at = "" if input_size is None else f"-at{input_size[0]}x{input_size[1]}"
+    config.name = name or "soup-" + "-".join(m.name for m in metas) + at
+    notes: dict[str, Any] = {"soup_of": [{"name": m.name, "model_id": m.model_id} for m in metas]}
+    if input_size is not None:
+        notes["trained_input_size"] = list(metas[0].preprocessing.input_size)
     return build_artifact(soup_network(members), config, Path(out), command=command, notes=notes)
