@@ -11,6 +11,11 @@ MSK, the ISIC archive) and on Derm7pt. Selection reads the validation columns on
 evaluation only, is printed beside them and chooses nothing. Prints one row per variant (and a
 markdown table with ``--markdown``); results stay in each run directory, so a re-run only adds
 what is missing.
+
+    python benchmarks/proxy.py --score NAME=ARTIFACT_DIR [...]
+
+scores finished artifacts (a full-length run, a soup, the bundled model) the same way, without
+training: their evaluations go to ``ARTIFACT_DIR/../eval-NAME``.
 """
 
 from __future__ import annotations
@@ -122,6 +127,22 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def score(named: list[str], n_boot: int, as_markdown: bool) -> int:
+    """The proxy's row for finished artifacts (`NAME=DIR`), trained nowhere here."""
+    rows = []
+    for item in named:
+        name, _, folder = item.partition("=")
+        artifact = Path(folder)
+        if not name or not (artifact / "artifact.json").is_file():
+            raise SystemExit(f"--score wants NAME=ARTIFACT_DIR with an artifact.json there, got {item!r}")
+        result = row(name, artifact.parent, evaluate(artifact, artifact.parent / f"eval-{name}", n_boot))
+        rows.append(result)
+        print(json.dumps(result), flush=True)
+    if as_markdown and rows:
+        print(markdown(rows))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -131,7 +152,13 @@ def main() -> int:
     parser.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of each evaluation")
     parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
     parser.add_argument("--report-only", action="store_true", help="train nothing: tabulate finished runs")
+    parser.add_argument(
+        "--score", action="append", default=[], metavar="NAME=ARTIFACT_DIR",
+        help="score a finished artifact instead of training variants (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.score:
+        return score(args.score, args.n_boot, args.markdown)
     names = args.variants or sorted((p.stem for p in VARIANTS.glob("*.yaml")), key=lambda n: n != "reference")
     rows = []
     for name in names:

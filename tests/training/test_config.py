@@ -69,6 +69,7 @@ def test_ablation_configs_start_from_the_bundled_model():
         "travel-cpu-distill1-seed1",
         "travel-cpu-192",
         "travel-cpu-selfdistill",
+        "travel-cpu-192-selfdistill",
     }
     clahe = configs["clahe-cpu"]  # from ImageNet, against the small recipe: only the contrast step differs
     assert clahe.preprocessing.contrast == "clahe" and clahe.model.checkpoint is None
@@ -99,6 +100,7 @@ def test_soup_member_configs_change_one_choice_of_the_bundled_recipe():
         "travel-cpu-distill1-seed1": {"distill", "early_stopping_metric", "seed"},
         "travel-cpu-192": {"distill", "early_stopping_metric", "stages", "preprocessing"},
         "travel-cpu-selfdistill": {"distill", "early_stopping_metric", "stages"},
+        "travel-cpu-192-selfdistill": {"distill", "early_stopping_metric", "stages", "preprocessing"},
     }
     for stem, sections in expected.items():
         member = load_config(root / "ablations" / f"{stem}.yaml").to_dict()
@@ -108,6 +110,7 @@ def test_soup_member_configs_change_one_choice_of_the_bundled_recipe():
     assert (no_resolution.rescale, no_resolution.jpeg, no_resolution.blur) == (0.0, 0.0, 0.0)
     assert load_config(root / "ablations" / "travel-cpu-distill1.yaml").distill.weight == 1.0
     assert load_config(root / "ablations" / "travel-cpu-192.yaml").preprocessing.input_size == (192, 144)
-    self_distill = load_config(root / "ablations" / "travel-cpu-selfdistill.yaml").distill
-    assert self_distill.teacher == "../runs/init/soup-c8-d"
-    assert set(self_distill.sources) == {"ham10000", "bcn", "msk", "isic-archive"}
+    for stem in ("travel-cpu-selfdistill", "travel-cpu-192-selfdistill"):
+        self_distill = load_config(root / "ablations" / f"{stem}.yaml").distill
+        assert self_distill.teacher == "../runs/init/soup-c8-d"
+        assert set(self_distill.sources) == {"ham10000", "bcn", "msk", "isic-archive"}
