@@ -70,6 +70,7 @@ def test_ablation_configs_start_from_the_bundled_model():
         "travel-cpu-192",
         "travel-cpu-selfdistill",
         "travel-cpu-192-selfdistill",
+        "travel-cpu-192-selfdistill2",
     }
     clahe = configs["clahe-cpu"]  # from ImageNet, against the small recipe: only the contrast step differs
     assert clahe.preprocessing.contrast == "clahe" and clahe.model.checkpoint is None
@@ -101,6 +102,7 @@ def test_soup_member_configs_change_one_choice_of_the_bundled_recipe():
         "travel-cpu-192": {"distill", "early_stopping_metric", "stages", "preprocessing"},
         "travel-cpu-selfdistill": {"distill", "early_stopping_metric", "stages"},
         "travel-cpu-192-selfdistill": {"distill", "early_stopping_metric", "stages", "preprocessing"},
+        "travel-cpu-192-selfdistill2": {"distill", "early_stopping_metric", "stages", "preprocessing"},
     }
     for stem, sections in expected.items():
         member = load_config(root / "ablations" / f"{stem}.yaml").to_dict()
@@ -114,3 +116,5 @@ def test_soup_member_configs_change_one_choice_of_the_bundled_recipe():
         self_distill = load_config(root / "ablations" / f"{stem}.yaml").distill
         assert self_distill.teacher == "../runs/init/soup-c8-d"
         assert set(self_distill.sources) == {"ham10000", "bcn", "msk", "isic-archive"}
+    second = load_config(root / "ablations" / "travel-cpu-192-selfdistill2.yaml").distill
+    assert second.teacher == "../runs/init/g192" and len(second.sources) == 4
