@@ -57,3 +57,26 @@ def test_refit_gate_explains_a_split_without_training_images(tiny_artifact, tiny
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "no train images" in done.stderr
+
+
+def test_refit_gate_pools_several_datasets_and_wants_a_split_for_each(tiny_artifact, tiny_dataset, tmp_path):
+    """A model trained on several datasets (HAM10000 + ISIC 2019) is refitted on all of them."""
+    split = split_dataset(load_dataset(tiny_dataset), val=0.25, test=0.0, seed=0)
+    split.save(tmp_path / "split.json")
+    pair = ["--data", str(tiny_dataset), "--split", str(tmp_path / "split.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dermalens.cli",
+        "refit-gate",
+        "--model",
+        str(tiny_artifact),
+        "--no-progress",
+    ]
+    one = subprocess.run([*cmd, *pair, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    two = subprocess.run([*cmd, *pair, *pair, "--out", str(tmp_path / "two")], capture_output=True, text=True)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    means = [OodGate.load(tmp_path / name / "ood.npz").means for name in ("one", "two")]
+    assert np.allclose(means[0], means[1], atol=1e-4)  # the same images twice: the same class means
+    odd = subprocess.run([*cmd, *pair, "--data", str(tiny_dataset)], capture_output=True, text=True)
+    assert odd.returncode != 0 and "one --split per --data" in odd.stderr

@@ -49,10 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="refit an artifact's out-of-distribution gate on a dataset (e.g. your own clinic's images)",
     )
     refit.add_argument("--model", help="artifact folder (default: bundled)")
-    refit.add_argument("--data", type=Path, required=True, help="dataset: any layout `dermalens data` reads")
     refit.add_argument(
-        "--split", type=Path, required=True, help="split file: fit on its train part, threshold on val"
-    )
+        "--data", type=Path, action="append", required=True,
+        help="dataset: any layout `dermalens data` reads; repeat with one --split each",
+    )  # fmt: skip
+    refit.add_argument(
+        "--split", type=Path, action="append", required=True,
+        help="split file of each --data: fit on its train part, threshold on val",
+    )  # fmt: skip
     refit.add_argument(
         "--quantile", type=float, default=0.99, help="share of validation images accepted (default 0.99)"
     )
@@ -153,8 +157,11 @@ def run_refit_gate(args: argparse.Namespace) -> int:
 
     if not 0.5 <= args.quantile < 1.0:
         raise ValueError(f"--quantile {args.quantile}: use a value in [0.5, 1), e.g. 0.99")
+    if len(args.data) != len(args.split):
+        raise SystemExit(f"give one --split per --data ({len(args.data)} --data, {len(args.split)} --split)")
+    sources = list(zip(args.data, args.split, strict=True))
     folder, gate = refit_gate(
-        args.model, args.data, args.split, quantile=args.quantile, out=args.out, progress=not args.no_progress
+        args.model, sources, quantile=args.quantile, out=args.out, progress=not args.no_progress
     )
     print(f"OOD gate of {folder} refitted: {gate.method}")
     return 0

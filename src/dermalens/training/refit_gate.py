@@ -10,6 +10,7 @@ Calibration, threshold, metrics and everything else in the artifact stay as they
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,31 +27,36 @@ from dermalens.models.factory import build_from_meta
 from dermalens.models.ood import OodGate, fit_gate
 
 
-def _split_records(data: str | Path, split_file: str | Path, classes: list[str]) -> dict[str, list[Record]]:
-    """The train and val records of `split_file` whose label is one of the model's classes."""
-    dataset, split = load_dataset(data, verify=False), Split.load(split_file)
-    chosen = {
-        name: [r for r in dataset.subset(split.ids(name)).records if r.label in classes]
-        for name in ("train", "val")
-    }
-    for name, part in chosen.items():
-        if not part:
-            raise ValueError(f"{split_file}: no {name} images of {data} with one of the classes {classes}")
+def _split_records(
+    sources: Sequence[tuple[str | Path, str | Path]], classes: list[str]
+) -> dict[str, list[Record]]:
+    """The train and val records of each (dataset, split file) whose label is one of the model's
+    classes, pooled over the datasets."""
+    chosen: dict[str, list[Record]] = {"train": [], "val": []}
+    for data, split_file in sources:
+        dataset, split = load_dataset(data, verify=False), Split.load(split_file)
+        for name in chosen:
+            part = [r for r in dataset.subset(split.ids(name)).records if r.label in classes]
+            if not part:
+                raise ValueError(
+                    f"{split_file}: no {name} images of {data} with one of the classes {classes}"
+                )
+            chosen[name] += part
     return chosen
 
 
 def refit_gate(
     artifact: str | Path | None,
-    data: str | Path,
-    split_file: str | Path,
+    sources: Sequence[tuple[str | Path, str | Path]],
     *,
     quantile: float = 0.99,
     out: str | Path | None = None,
     progress: bool = False,
 ) -> tuple[Path, OodGate]:
     """Re-export `artifact`'s ONNX graph from its weights (not for INT8 artifacts, whose graph is
-    kept), refit its gate on the split's train images (threshold on its val images) and write both,
-    into `out` (a new copy) or in place."""
+    kept), refit its gate on the train images of `sources` ((dataset, split file) pairs: a model
+    trained on several datasets is refitted on all of them) with each source's threshold on its
+    val images, and write both, into `out` (a new copy) or in place."""
     folder, meta = load_meta(artifact, verify=False)  # the engine below verifies the copy, once
     target = writable_copy(folder, out)
     if not meta.training.get("quantized"):  # an INT8 graph is kept: its gate is fitted on its own outputs
@@ -58,7 +64,7 @@ def refit_gate(
         export_onnx(model, target / ONNX_FILE, meta.preprocessing.input_size)
     (target / OOD_FILE).unlink(missing_ok=True)  # the old gate may not read the new outputs
     write_meta(target, meta)  # new hashes: the engine verifies the artifact it opens
-    parts = _split_records(data, split_file, meta.classes)
+    parts = _split_records(sources, meta.classes)
     engine = Engine.load(target)
     train = collect_outputs(engine, parts["train"], progress=progress)
     val = collect_outputs(engine, parts["val"], progress=progress)
