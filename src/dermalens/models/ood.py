@@ -183,41 +183,18 @@ def _quantile(values: np.ndarray, quantile: float, groups: np.ndarray | None) ->
 MIN_CLASS_IMAGES = 20
 
 
-def class_radius(distances: np.ndarray, quantile: float) -> float:
-    """The distance that a *new* image of a class stays under with probability `quantile`, from
-    the class's n validation images.
-
-    Why not their empirical quantile alone: a new image exceeds it with probability about
-    1 − ((n − 1)·quantile + 1) / (n + 1), which is 1 % for HAM10000's 958 validation nevi but 3.7 %
-    for 35 vascular lesions at quantile 0.99, so rare classes were refused several times as often
-    as nevi on images the gate had not seen. A normal prediction bound on the log distances (the
-    Student t quantile with n − 1 degrees of freedom, widened by √(1 + 1/n)) is exceeded with
-    probability 1 − quantile whatever n, where log distances are about normal (squared
-    Mahalanobis distances in many dimensions are); the larger of the two is kept."""
-    from scipy.stats import t
-
-    values = np.asarray(distances, dtype=np.float64)
-    empirical = float(np.quantile(values, quantile))
-    if len(values) < 3:
-        return empirical
-    logs = np.log(np.maximum(values, 1e-12))
-    spread = float(logs.std(ddof=1)) * float(np.sqrt(1.0 + 1.0 / len(logs)))
-    bound = float(np.exp(logs.mean() + float(t.ppf(quantile, len(logs) - 1)) * spread))
-    return max(empirical, bound)
-
-
 def _class_scale(
     distances: np.ndarray, labels: np.ndarray, classes: np.ndarray, quantile: float
 ) -> np.ndarray:
-    """[C] each class's radius (`class_radius` over its own validation images) relative to the
-    pooled `quantile` (1 for classes with fewer than `MIN_CLASS_IMAGES`). Only degenerate ratios
-    are bounded: what equalises refusals is each class's radius against the others'."""
+    """[C] each class's `quantile` of `distances` over its own validation images, relative to the
+    pooled one (1 for classes with fewer than `MIN_CLASS_IMAGES`). Only degenerate ratios are
+    bounded: what equalises refusals is each class's radius against the others'."""
     pooled = float(np.quantile(distances, quantile))
     scale = np.ones(len(classes), dtype=np.float32)
     for k, c in enumerate(classes):
         own = distances[labels == c]
         if len(own) >= MIN_CLASS_IMAGES:
-            scale[k] = np.clip(class_radius(own, quantile) / max(pooled, 1e-12), 1e-3, 1e3)
+            scale[k] = np.clip(float(np.quantile(own, quantile)) / max(pooled, 1e-12), 1e-3, 1e3)
     return scale
 
 
