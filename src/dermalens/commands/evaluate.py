@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from dermalens.commands import data_split_pairs
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     evaluate = sub.add_parser("evaluate", help="metrics with 95%% CIs, predictions.csv and an HTML report")
@@ -189,11 +191,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 def run_fit_decision(args: argparse.Namespace) -> int:
     from dermalens.evaluation.decision import fit_decision
 
-    if len(args.data) != len(args.split):
-        raise SystemExit(f"give one --split per --data ({len(args.data)} --data, {len(args.split)} --split)")
-    summary = fit_decision(
-        args.model, list(zip(args.data, args.split, strict=True)), split_name=args.split_name, out=args.out
-    )
+    summary = fit_decision(args.model, data_split_pairs(args), split_name=args.split_name, out=args.out)
     print(f"decision rule of {summary['artifact']} fitted on {summary['source']}: tau {summary['tau']:.2f}")
     for source, before in summary["balanced_accuracy_before"].items():
         after = summary["balanced_accuracy_after"][source]

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from dermalens.commands import data_split_pairs
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train = sub.add_parser("train", help="train a model from a YAML config; writes a model artifact")
@@ -157,11 +159,12 @@ def run_refit_gate(args: argparse.Namespace) -> int:
 
     if not 0.5 <= args.quantile < 1.0:
         raise ValueError(f"--quantile {args.quantile}: use a value in [0.5, 1), e.g. 0.99")
-    if len(args.data) != len(args.split):
-        raise SystemExit(f"give one --split per --data ({len(args.data)} --data, {len(args.split)} --split)")
-    sources = list(zip(args.data, args.split, strict=True))
     folder, gate = refit_gate(
-        args.model, sources, quantile=args.quantile, out=args.out, progress=not args.no_progress
+        args.model,
+        data_split_pairs(args),
+        quantile=args.quantile,
+        out=args.out,
+        progress=not args.no_progress,
     )
     print(f"OOD gate of {folder} refitted: {gate.method}")
     return 0
