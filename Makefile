@@ -18,6 +18,9 @@ $(VENV)/.serve: pyproject.toml | $(VENV)/bin/python
 
 $(VENV)/.all: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e '.[serve,train,clahe,archive,ray,dev]'
+	# the peer network (MIT), a training-time teacher and a Keras import example: --no-deps, its
+	# wheel declares TensorFlow, which Keras 3 on the torch backend does not need
+	$(PIP) install -q --no-deps sklesion==0.2.2
 	touch $@ $(VENV)/.serve
 
 install-serve: $(VENV)/.serve

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "dermalens.commands.evaluate",
     "dermalens.commands.predict",
     "dermalens.commands.serve",
+    "dermalens.commands.artifact",
 )
 
 

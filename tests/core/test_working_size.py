@@ -1,6 +1,7 @@
 """The working size makes the pixels the network sees independent of the camera's resolution."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import lesion_like
@@ -58,3 +59,38 @@ def test_stretch_keeps_the_whole_frame_of_a_square_image():
         resize_to_input(wide, Preprocessing(input_size=(64, 48), resize="stretch")),
         resize_to_input(wide, Preprocessing(input_size=(64, 48), resize="crop_to_aspect")),
     )
+
+
+def test_the_jpeg_path_makes_a_full_size_photo_look_like_a_small_training_file(tmp_path):
+    """Issue #34: reduced to the working size *and* re-encoded at the training files' JPEG quality,
+    a 600-px photo gives the network nearly the pixels of the same view saved as a 200-px q75 file."""
+    import io
+
+    from dermalens.core.preprocess import prepare
+
+    original = _textured(3)
+    full = _at(original, 600)
+    buffer = io.BytesIO()
+    Image.fromarray(_at(original, 600)).resize((200, 150), Image.Resampling.BILINEAR).save(
+        buffer, format="JPEG", quality=75
+    )
+    small = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    path = Preprocessing(
+        input_size=(192, 144), working_size=(200, 150), working_jpeg_quality=75, resize="stretch"
+    )
+    plain = Preprocessing(input_size=(192, 144), working_size=(200, 150), resize="stretch")
+    gap_path = np.abs(resize_to_input(full, path).astype(int) - resize_to_input(small, path)).mean()
+    gap_plain = np.abs(resize_to_input(full, plain).astype(int) - resize_to_input(small, plain)).mean()
+    assert gap_path < 0.2 * gap_plain  # the same path: nearly identical (the encoder is deterministic)
+    assert np.array_equal(
+        resize_to_input(small, path), resize_to_input(small, plain)
+    )  # small files untouched
+    jpeg_file = tmp_path / "square.jpg"
+    Image.fromarray(_at(original, 384)[:, :384]).save(jpeg_file, quality=90)
+    assert path.decode_floor == (200, 150)  # draft decoding never goes below the working size
+    assert prepare(jpeg_file, path).shape == (3, 144, 192)
+
+
+def test_a_jpeg_quality_outside_1_to_95_is_refused():
+    with pytest.raises(ValueError, match="1-95"):
+        Preprocessing(working_size=(200, 150), working_jpeg_quality=100).validate()

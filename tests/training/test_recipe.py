@@ -4,19 +4,15 @@ distillation from a teacher, and the one-pass colour and geometry augmentation."
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import lesion_like, save_image
-from dermalens.core.taxonomy import DX_CODES
-from dermalens.data.records import Record
+from conftest import lesion_like
 from dermalens.training.augment import augment, colour_matrix
-from dermalens.training.config import AugmentConfig, BalanceConfig, DistillConfig, StageConfig
+from dermalens.training.config import AugmentConfig, BalanceConfig, StageConfig
 from dermalens.training.data import class_by_source_weights, epoch_order
-from dermalens.training.distill import CACHE, soft_labels
 from dermalens.training.loop import Distillation
 from dermalens.training.optim import frozen_in_eval, param_groups
 
@@ -83,60 +79,6 @@ def test_distillation_is_the_temperature_scaled_kl_on_rows_with_soft_labels():
     assert float(term(logits, torch.stack([torch.softmax(logits[0] / 3.0, 0), none[1]]))) == pytest.approx(
         0, abs=1e-6
     )
-
-
-def test_soft_labels_come_from_the_teacher_on_its_sources_only_and_are_cached(tmp_path: Path, tiny_artifact):
-    records = [
-        Record(save_image(tmp_path / f"{i}.png", lesion_like(i, (64, 48)), "PNG"), "nv", f"g{i}", f"img{i}",
-               source="ham10000" if i < 4 else "bcn")
-        for i in range(6)
-    ]  # fmt: skip
-    distill = DistillConfig(teacher=str(tiny_artifact), temperature=2.0, sources=["ham10000"])
-    classes = list(DX_CODES)
-    soft = soft_labels(distill, records, classes, tmp_path)
-    assert soft is not None and soft.shape == (6, len(classes))
-    assert np.allclose(soft[:4].sum(axis=1), 1.0, atol=1e-5) and not soft[4:].any()
-    assert (tmp_path / CACHE).is_file()
-    (tmp_path / CACHE).touch()
-    again = soft_labels(distill, records, classes, tmp_path)
-    assert again is not None and np.array_equal(again, soft)
-    hotter = soft_labels(
-        DistillConfig(teacher=str(tiny_artifact), temperature=8.0), records, classes, tmp_path
-    )
-    assert hotter is not None and hotter[:4].max() < soft[:4].max()  # a new key: computed again, flatter
-    assert soft_labels(DistillConfig(), records, classes, tmp_path) is None
-    with pytest.raises(ValueError, match="match none"):
-        soft_labels(DistillConfig(teacher=str(tiny_artifact), sources=["msk"]), records, classes, tmp_path)
-
-
-def test_a_new_run_reuses_a_sibling_runs_soft_labels_of_the_same_teacher(
-    tmp_path: Path, tiny_artifact, tiny_artifact_other, monkeypatch
-):
-    from dermalens.training import distill as module
-
-    records = [
-        Record(save_image(tmp_path / f"{i}.png", lesion_like(i, (64, 48)), "PNG"), "nv", f"g{i}", f"img{i}",
-               source="ham10000")
-        for i in range(3)
-    ]  # fmt: skip
-    classes = list(DX_CODES)
-    first, second, other = (tmp_path / "runs" / name for name in ("a", "b", "c"))
-    for folder in (first, second, other):
-        folder.mkdir(parents=True)
-    same = DistillConfig(teacher=str(tiny_artifact), sources=["ham10000"])
-    soft = soft_labels(same, records, classes, first)
-
-    def no_teacher(*_args: object) -> None:
-        raise AssertionError("the teacher ran again")
-
-    monkeypatch.setattr(module, "_teacher_probabilities", no_teacher)
-    again = soft_labels(same, records, classes, second)
-    assert again is not None and soft is not None and np.array_equal(again, soft)
-    assert (second / CACHE).is_file()  # the run is self-contained for --resume
-    with pytest.raises(AssertionError, match="ran again"):  # another teacher: never reused
-        soft_labels(
-            DistillConfig(teacher=str(tiny_artifact_other), sources=["ham10000"]), records, classes, other
-        )
 
 
 def test_colour_matrix_is_the_identity_without_colour_augmentation_and_keeps_grey_grey():

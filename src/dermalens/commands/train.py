@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     train.set_defaults(func=run_train)
 
+    _register_distill_cache(sub)
+
     tune = sub.add_parser(
         "tune", help="hyperparameter search (Optuna: TPE, median pruning, SQLite study that resumes)"
     )
@@ -91,6 +93,38 @@ def _register_soup(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 def _command_line() -> str:
     """The command as typed, for the artifact's `training.command` (how it was made)."""
     return "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _register_distill_cache(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cache = sub.add_parser(
+        "distill-cache",
+        help="compute a config's distillation teachers' logits on its training images, resumably "
+        "(a slow teacher runs in the background before training; `train` then reuses them)",
+    )
+    cache.add_argument("--config", type=Path, required=True, help="YAML config with a distill.teacher")
+    cache.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    cache.set_defaults(func=run_distill_cache)
+
+
+def run_distill_cache(args: argparse.Namespace) -> int:
+    from dermalens.training.config import load_config
+    from dermalens.training.distill import teacher_logits
+    from dermalens.training.prepare import load_stage_data, targets_for
+
+    config = load_config(args.config, args.overrides)
+    if not config.distill.teachers:
+        raise ValueError(f"{args.config}: distill.teacher is not set; nothing to cache")
+    classes, _ = targets_for(config.model.head)
+    data = load_stage_data(config, config.stages[0], classes)
+    chosen = [r for r in data.train if r.source in config.distill.sources]
+    for teacher in config.distill.teachers:
+
+        def report(done: int, total: int, name: str = teacher) -> None:
+            print(f"{name}: {done}/{total}", flush=True)
+
+        teacher_logits(teacher, chosen, classes, config.teacher_cache_dir(), on_chunk=report)
+        print(f"{teacher}: {len(chosen)} training images cached in {config.teacher_cache_dir()}")
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:

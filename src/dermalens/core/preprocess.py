@@ -14,6 +14,7 @@ first makes the pixels the network sees independent of the camera's resolution.
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -43,6 +44,11 @@ class Preprocessing:
     #: (width, height) every larger image is first reduced to (antialiased); None = straight to
     #: the input size (the models before issue #14).
     working_size: tuple[int, int] | None = None
+    #: JPEG quality of a re-encode after that reduction (None = none). Why: the network learnt from
+    #: small JPEG files (HAM10000's 200×150 and ISIC 2019's 256×256 are quality 75); a full-size
+    #: photo reduced to the same size but not compressed still looks different to it (its 8×8
+    #: block texture is part of what it learnt). Training and serving both take this path.
+    working_jpeg_quality: int | None = None
     #: "none" or "clahe": contrast-limited adaptive histogram equalisation of the lightness (CIELAB L),
     #: after colour constancy, at training and serving alike. Needs OpenCV (`dermalens[clahe]`).
     contrast: Literal["none", "clahe"] = "none"
@@ -53,13 +59,26 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def decode_floor(self) -> tuple[int, int]:
+        """The smallest size a JPEG may be draft-decoded to without changing what this pipeline
+        makes: the input size, or the working size where it is larger (draft mode's DCT scaling
+        is itself a reduction; below the working size it would replace the one the network learnt)."""
+        if self.working_size is None:
+            return self.input_size
+        return max(self.input_size[0], self.working_size[0]), max(self.input_size[1], self.working_size[1])
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         return load(cls, data, "preprocessing")
 
     def validate(self) -> None:
-        """What types cannot say (choices and types are checked on construction): CLAHE's
-        parameters, and that OpenCV, which it needs, is installed."""
+        """What types cannot say (choices and types are checked on construction): the JPEG quality,
+        CLAHE's parameters, and that OpenCV, which CLAHE needs, is installed."""
+        if self.working_jpeg_quality is not None and not 1 <= self.working_jpeg_quality <= 95:
+            raise ValueError(
+                f"working_jpeg_quality must be 1-95 (PIL's useful range), got {self.working_jpeg_quality}"
+            )
         if self.contrast == "clahe":
             if not (self.clahe_clip > 0 and min(self.clahe_tiles) >= 1):
                 raise ValueError(
@@ -110,9 +129,20 @@ def resize_to_input(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
     image: Image.Image | None = None
     if spec.working_size is not None and rgb.shape[1] > spec.working_size[0]:
         image = Image.fromarray(rgb).resize(spec.working_size, Image.Resampling.BILINEAR)
+        if spec.working_jpeg_quality is not None:
+            image = jpeg_roundtrip(image, spec.working_jpeg_quality)
     if (image.size if image is not None else (rgb.shape[1], rgb.shape[0])) != (width, height):
         image = (image or Image.fromarray(rgb)).resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(image) if image is not None else rgb
+
+
+def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
+    """Encode and decode as baseline JPEG (PIL's 4:2:0 chroma subsampling, as the training files)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
 
 
 def _opencv() -> Any:
@@ -168,7 +198,7 @@ def normalize(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
 
 def load_canonical(source: ImageInput, spec: Preprocessing) -> np.ndarray:
     """Decode (JPEG draft mode: never below the input size) and make canonical."""
-    return canonical(decode_image(source, min_size=spec.input_size), spec)
+    return canonical(decode_image(source, min_size=spec.decode_floor), spec)
 
 
 def prepare(source: ImageInput, spec: Preprocessing) -> np.ndarray:

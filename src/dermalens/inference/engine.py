@@ -120,8 +120,8 @@ class Engine:
         return self.members[0].meta
 
     def decode_size(self) -> tuple[int, int]:
-        """JPEG draft-mode floor: never decode below any member's input size."""
-        sizes = [m.meta.preprocessing.input_size for m in self.members]
+        """JPEG draft-mode floor: never decode below any member's input (or working) size."""
+        sizes = [m.meta.preprocessing.decode_floor for m in self.members]
         return max(s[0] for s in sizes), max(s[1] for s in sizes)
 
     def run(

@@ -126,15 +126,36 @@ class DistillConfig:
     """Learning without forgetting (Li & Hoiem 2016): the teacher's soft labels (Hinton et al. 2015)
     on the images of `sources` keep what it learnt there while the network learns other clinics."""
 
-    #: Teacher model artifact (read through the inference engine, with its own preprocessing);
-    #: None = no distillation.
-    teacher: str | None = None
+    #: Teacher model artifact(s) (read through the inference engine, each with its own
+    #: preprocessing); several = their probabilities averaged. None = no distillation.
+    teacher: str | list[str] | None = None
+    #: Weight of each teacher in that average (empty = equal).
+    teacher_weights: list[float] = field(default_factory=list)
     #: Weight of the distillation term beside the label loss.
     weight: float = 1.0
     #: Softmax temperature of teacher and student in the distillation term.
     temperature: float = 2.0
     #: Sources whose training images get the teacher's soft labels (its own training data).
     sources: list[str] = field(default_factory=lambda: ["ham10000"])
+    #: Where the teachers' logits are cached per image (None = `<out_dir>/teacher-cache`), shared
+    #: by every run and resumable (`dermalens distill-cache`).
+    cache_dir: str | None = None
+
+    @property
+    def teachers(self) -> list[str]:
+        if self.teacher is None:
+            return []
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
+
+    def weights_for(self, n: int) -> list[float]:
+        """The teachers' weights; a list of the wrong length or with no positive weight is refused."""
+        if not self.teacher_weights:
+            return [1.0] * n
+        if len(self.teacher_weights) != n or min(self.teacher_weights) < 0 or sum(self.teacher_weights) <= 0:
+            raise ValueError(
+                f"distill.teacher_weights {self.teacher_weights}: give {n} non-negative weights, one per teacher"
+            )
+        return list(self.teacher_weights)
 
 
 @dataclass(config=STRICT)
@@ -201,6 +222,12 @@ class TrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
+
+    def teacher_cache_dir(self) -> Path:
+        """Where the teachers' per-image logits are cached: shared by every run of `out_dir`."""
+        return (
+            Path(self.distill.cache_dir) if self.distill.cache_dir else Path(self.out_dir) / "teacher-cache"
+        )
 
 
 def _plain(value: Any) -> Any:

@@ -31,7 +31,7 @@ def cache_images(records: Sequence[Record], spec: Preprocessing, progress: bool 
     width, height = spec.input_size
     out = np.empty((len(records), height, width, 3), dtype=np.uint8)
     for i, record in enumerate(tqdm(records, desc="caching images", disable=not progress, unit="img")):
-        out[i] = resize_to_input(decode_image(record.path, min_size=spec.input_size), spec)
+        out[i] = resize_to_input(decode_image(record.path, min_size=spec.decode_floor), spec)
     return out
 
 

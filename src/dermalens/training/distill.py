@@ -1,20 +1,23 @@
-"""A teacher's soft labels for learning without forgetting (Li & Hoiem 2016).
+"""Teachers' soft labels for distillation (Hinton et al. 2015; learning without forgetting, Li &
+Hoiem 2016), from one teacher or the average of several.
 
-Why offline: the teacher (the HAM10000 model) runs once over the clean training images of its
-own sources, through the inference engine with its own preprocessing, instead of once per
-augmented draw: about 90 s of ONNX Runtime on this CPU against a third more per training step.
-The augmented copies of an image then learn towards the teacher's view of the clean image, the
-"consistency" reading of distillation. The labels are cached in the run directory, so a resumed
-run does not compute them again, and a new run reuses a sibling run's labels (same output folder,
-same teacher files, temperature and images: the proxy protocol's variants) instead of spending
-minutes on the same teacher pass.
+Why offline: a teacher runs once over the clean training images of its sources, through the
+inference engine with its own preprocessing, instead of once per augmented draw; the augmented
+copies of an image then learn towards the teacher's view of the clean image (the "consistency"
+reading of distillation).
+
+Why a shared, resumable cache: a strong teacher is slow on this CPU (the peer's Xception runs at
+about 10 images/s: half an hour over every training image). Its raw logits are cached once per
+(teacher, image) in part files under `distill.cache_dir`, written chunk by chunk, so a killed
+job resumes where it stopped and every run, at any temperature or teacher mix, reuses them.
+`dermalens distill-cache --config C` fills the cache ahead of training, in the background.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +28,18 @@ from dermalens.models.artifact import load_meta
 from dermalens.training.config import DistillConfig
 
 log = logging.getLogger(__name__)
-CACHE = "teacher-soft-labels.npz"
+#: Images per cache part file: a kill loses at most this much teacher time.
+CHUNK = 256
 
 
 def soft_labels(
-    distill: DistillConfig, records: Sequence[Record], classes: list[str], run_dir: Path
+    distill: DistillConfig, records: Sequence[Record], classes: list[str], cache_root: Path
 ) -> np.ndarray | None:
-    """[N, C] teacher probabilities at the distillation temperature, in `classes` order, for the
-    records of `distill.sources` (zero rows for the others and for unreadable files); None when
-    the run distils nothing."""
-    if distill.teacher is None:
+    """[N, C] teacher probabilities at the distillation temperature, in `classes` order (the mean
+    of the teachers' probabilities, weighted by `distill.teacher_weights`), for the records of
+    `distill.sources`; zero rows for the others and for unreadable files. None when nothing is distilled."""
+    teachers = distill.teachers
+    if not teachers:
         return None
     chosen = [r for r in records if r.source in distill.sources]
     if not chosen:
@@ -42,51 +47,76 @@ def soft_labels(
             f"distill.sources {distill.sources} match none of the training images "
             f"(their sources: {sorted({r.source for r in records})})"
         )
-    _, teacher = load_meta(distill.teacher, verify=False)
-    key = json.dumps([teacher.model_id, distill.temperature, classes, [r.image_id for r in chosen]])
-    by_id = _find_cached(run_dir, key)
-    if by_id is None:
-        by_id = _teacher_probabilities(distill, chosen, classes)
-    if _cached(run_dir / CACHE, key) is None:
-        ids = sorted(by_id)
-        np.savez(run_dir / CACHE, key=key, ids=np.asarray(ids), probs=np.stack([by_id[i] for i in ids]))
+    weights = distill.weights_for(len(teachers))
+    mixed: dict[str, np.ndarray] = {}
+    for teacher, weight in zip(teachers, weights, strict=True):
+        logits = teacher_logits(teacher, chosen, classes, cache_root)
+        for image_id, row in logits.items():
+            probs = softmax(row[None], distill.temperature)[0] * weight
+            mixed[image_id] = mixed[image_id] + probs if image_id in mixed else probs
     out = np.zeros((len(records), len(classes)), dtype=np.float32)
-    for row, record in enumerate(records):
-        if record.image_id in by_id:
-            out[row] = by_id[record.image_id]
-    log.info("teacher soft labels for %d of %d training images", len(by_id), len(records))
+    total = float(sum(weights))
+    for k, record in enumerate(records):
+        if record.image_id in mixed:
+            out[k] = mixed[record.image_id] / total
+    log.info(
+        "soft labels of %d teacher(s) for %d of %d training images", len(teachers), len(mixed), len(records)
+    )
     return out
 
 
-def _find_cached(run_dir: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The labels cached for `key` in this run, else in a sibling run of the same output folder."""
-    for path in [run_dir / CACHE, *sorted(run_dir.parent.glob(f"*/{CACHE}"))]:
-        found = _cached(path, key)
-        if found is not None:
-            if path.parent != run_dir:
-                log.info("teacher soft labels reused from %s", path)
-            return found
-    return None
-
-
-def _cached(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    if not path.is_file():
-        return None
-    with np.load(path) as stored:
-        if str(stored["key"]) != key:
-            return None
-        return dict(zip(stored["ids"].tolist(), stored["probs"], strict=True))
-
-
-def _teacher_probabilities(
-    distill: DistillConfig, records: Sequence[Record], classes: list[str]
+def teacher_logits(
+    teacher: str | os.PathLike[str],
+    records: Sequence[Record],
+    classes: list[str],
+    cache_root: Path,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    from dermalens.evaluation.outputs import collect_outputs
+    """The teacher's raw logits (temperature 1, `classes` order) per image id, computed only for
+    images the cache does not hold yet, `CHUNK` at a time, each chunk saved before the next."""
+    _, meta = load_meta(teacher, verify=False)
+    missing_classes = set(classes) - set(meta.classes)
+    if missing_classes:
+        raise ValueError(f"teacher {teacher}: has no class {sorted(missing_classes)} of the student")
+    order = [meta.classes.index(c) for c in classes]
+    folder = cache_root / meta.model_id
+    folder.mkdir(parents=True, exist_ok=True)
+    cached = _read_parts(folder)
+    todo = [r for r in records if r.image_id not in cached]
+    if todo:
+        log.info("teacher %s: %d images cached, %d to compute", meta.name, len(cached), len(todo))
+        _compute(teacher, todo, folder, cached, on_chunk)
+    wanted = {r.image_id for r in records}
+    return {i: v[order] for i, v in cached.items() if i in wanted}
 
-    outputs = collect_outputs(distill.teacher, records)
-    missing = set(classes) - set(outputs.meta.classes)
-    if missing:
-        raise ValueError(f"teacher {distill.teacher}: has no class {sorted(missing)} of the student")
-    order = [outputs.meta.classes.index(c) for c in classes]
-    probs = softmax(outputs.logits[0][:, order], distill.temperature).astype(np.float32)
-    return dict(zip(outputs.image_ids, probs, strict=True))
+
+def _compute(
+    teacher: str | os.PathLike[str],
+    todo: Sequence[Record],
+    folder: Path,
+    cached: dict[str, np.ndarray],
+    on_chunk: Callable[[int, int], None] | None,
+) -> None:
+    from dermalens.evaluation.outputs import collect_outputs
+    from dermalens.inference.engine import Engine
+
+    engine = Engine.load(teacher)
+    start_part = len(list(folder.glob("part-*.npz")))
+    for k, start in enumerate(range(0, len(todo), CHUNK)):
+        outputs = collect_outputs(engine, todo[start : start + CHUNK])
+        ids = list(outputs.image_ids)
+        logits = outputs.logits[0].astype(np.float32)
+        tmp = folder / f".part-{start_part + k:05d}.npz"
+        np.savez(tmp, ids=np.asarray(ids), logits=logits)
+        tmp.replace(folder / f"part-{start_part + k:05d}.npz")  # atomic: a kill leaves no half part
+        cached.update(zip(ids, logits, strict=True))
+        if on_chunk is not None:
+            on_chunk(min(start + CHUNK, len(todo)), len(todo))
+
+
+def _read_parts(folder: Path) -> dict[str, np.ndarray]:
+    found: dict[str, np.ndarray] = {}
+    for path in sorted(folder.glob("part-*.npz")):
+        with np.load(path) as part:
+            found.update(zip(part["ids"].tolist(), part["logits"], strict=True))
+    return found

@@ -190,7 +190,11 @@ class Trainer:
         config = self.config
         spec = stage_preprocessing(config, stage)
         encoding = metadata_encoding(config)
-        soft = soft_labels(config.distill, data.train, self.classes, self.run_dir) if self.dist.main else None
+        soft = (
+            soft_labels(config.distill, data.train, self.classes, config.teacher_cache_dir())
+            if self.dist.main
+            else None
+        )
         if self.dist.world > 1 and config.distill.teacher is not None:
             box: list[Any] = [soft]
             dist.broadcast_object_list(box, src=0)
