@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from dermalens.training.config import load_config, save_config
@@ -32,6 +34,20 @@ def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[2] / "configs"
     for name in ("ham10000.yaml", "smoke.yaml"):
         load_config(root / name)
+
+
+def test_experiment_configs_are_self_contained_or_inherit_once():
+    """configs/experiments/ (issue #30): a reader follows each in one file, or one `base:` hop."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "experiments"
+    for path in sorted(root.glob("*.yaml")):
+        base = yaml.safe_load(path.read_text()).get("base")
+        if base is not None:
+            assert "base" not in yaml.safe_load((path.parent / base).read_text()), f"{path.name}: chain"
+        load_config(path)
+    peer = load_config(root / "peer-distill-192.yaml")
+    assert len(peer.distill.teachers) == 2 and peer.preprocessing.working_jpeg_quality == 75
 
 
 def test_base_config_is_inherited_and_stages_replaced(tmp_path):
