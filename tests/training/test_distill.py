@@ -87,3 +87,24 @@ def test_a_killed_cache_job_resumes_with_the_images_it_had_not_reached(
     }  # only the 3 it had not reached
     fresh = teacher_logits(str(tiny_artifact), records, classes, tmp_path / "fresh")
     assert all(np.allclose(logits[k], fresh[k], atol=1e-5) for k in fresh)
+
+
+def test_a_teacher_labels_only_its_own_sources(tmp_path: Path, tiny_artifact, tiny_artifact_other):
+    records, classes = _records(tmp_path, 4, ham=2), list(DX_CODES)  # 2 HAM10000, 2 BCN
+    a = teacher_logits(str(tiny_artifact), records, classes, tmp_path)
+    b = teacher_logits(str(tiny_artifact_other), records, classes, tmp_path)
+    distill = DistillConfig(
+        teacher=[str(tiny_artifact), str(tiny_artifact_other)],
+        sources=["ham10000", "bcn"],
+        teacher_sources=[["ham10000", "bcn"], ["ham10000"]],
+    )
+    soft = soft_labels(distill, records, classes, tmp_path)
+    both = [
+        (softmax(a[r.image_id][None], 2.0) + softmax(b[r.image_id][None], 2.0))[0] / 2 for r in records[:2]
+    ]
+    alone = [softmax(a[r.image_id][None], 2.0)[0] for r in records[2:]]
+    assert soft is not None and np.allclose(soft, np.stack(both + alone), atol=1e-6)
+    with pytest.raises(ValueError, match="lists for 2 teachers"):
+        soft_labels(
+            DistillConfig(teacher=distill.teacher, teacher_sources=[["bcn"]]), records, classes, tmp_path
+        )

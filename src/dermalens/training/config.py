@@ -131,6 +131,10 @@ class DistillConfig:
     teacher: str | list[str] | None = None
     #: Weight of each teacher in that average (empty = equal).
     teacher_weights: list[float] = field(default_factory=list)
+    #: Per teacher, the sources whose images it labels (empty = all of `sources`): a teacher weak
+    #: on a clinic's images (the peer on ISIC 2019's: AUC 0.55-0.72) then adds nothing there, and
+    #: each image's soft label averages the teachers that do label it.
+    teacher_sources: list[list[str]] = field(default_factory=list)
     #: Weight of the distillation term beside the label loss.
     weight: float = 1.0
     #: Softmax temperature of teacher and student in the distillation term.
@@ -156,6 +160,16 @@ class DistillConfig:
                 f"distill.teacher_weights {self.teacher_weights}: give {n} non-negative weights, one per teacher"
             )
         return list(self.teacher_weights)
+
+    def sources_for(self, n: int) -> list[list[str]]:
+        """Each teacher's sources; a list of the wrong length is refused."""
+        if not self.teacher_sources:
+            return [list(self.sources)] * n
+        if len(self.teacher_sources) != n:
+            raise ValueError(
+                f"distill.teacher_sources has {len(self.teacher_sources)} lists for {n} teachers"
+            )
+        return [list(s) for s in self.teacher_sources]
 
 
 @dataclass(config=STRICT)

@@ -35,9 +35,10 @@ CHUNK = 256
 def soft_labels(
     distill: DistillConfig, records: Sequence[Record], classes: list[str], cache_root: Path
 ) -> np.ndarray | None:
-    """[N, C] teacher probabilities at the distillation temperature, in `classes` order (the mean
-    of the teachers' probabilities, weighted by `distill.teacher_weights`), for the records of
-    `distill.sources`; zero rows for the others and for unreadable files. None when nothing is distilled."""
+    """[N, C] teacher probabilities at the distillation temperature, in `classes` order, for the
+    records of `distill.sources`: per image, the mean of the probabilities of the teachers that label
+    its source (`distill.teacher_sources`), weighted by `distill.teacher_weights`; zero rows for the
+    others and for unreadable files. None when nothing is distilled."""
     teachers = distill.teachers
     if not teachers:
         return None
@@ -49,16 +50,17 @@ def soft_labels(
         )
     weights = distill.weights_for(len(teachers))
     mixed: dict[str, np.ndarray] = {}
-    for teacher, weight in zip(teachers, weights, strict=True):
-        logits = teacher_logits(teacher, chosen, classes, cache_root)
-        for image_id, row in logits.items():
+    totals: dict[str, float] = {}
+    for teacher, weight, sources in zip(teachers, weights, distill.sources_for(len(teachers)), strict=True):
+        mine = [r for r in chosen if r.source in sources]
+        for image_id, row in teacher_logits(teacher, mine, classes, cache_root).items():
             probs = softmax(row[None], distill.temperature)[0] * weight
             mixed[image_id] = mixed[image_id] + probs if image_id in mixed else probs
+            totals[image_id] = totals.get(image_id, 0.0) + weight
     out = np.zeros((len(records), len(classes)), dtype=np.float32)
-    total = float(sum(weights))
     for k, record in enumerate(records):
-        if record.image_id in mixed:
-            out[k] = mixed[record.image_id] / total
+        if totals.get(record.image_id, 0.0) > 0:
+            out[k] = mixed[record.image_id] / totals[record.image_id]
     log.info(
         "soft labels of %d teacher(s) for %d of %d training images", len(teachers), len(mixed), len(records)
     )
