@@ -134,3 +134,17 @@ def test_soup_member_configs_change_one_choice_of_the_bundled_recipe():
         assert set(self_distill.sources) == {"ham10000", "bcn", "msk", "isic-archive"}
     second = load_config(root / "ablations" / "travel-cpu-192-selfdistill2.yaml").distill
     assert second.teacher == "../runs/init/g192" and len(second.sources) == 4
+
+
+def test_print_config_shows_the_resolved_recipe_and_trains_nothing(tmp_path, capsys):
+    import yaml
+
+    from dermalens.cli import main
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    args = ["train", "--config", str(root / "ablations" / "travel-cpu-192.yaml"), "--print-config"]
+    assert main([*args, "--set", f"out_dir={tmp_path}"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["preprocessing"]["input_size"] == [192, 144]  # from the file itself
+    assert shown["distill"]["weight"] == 1.0  # from two bases up its chain
+    assert shown["out_dir"] == str(tmp_path) and not list(tmp_path.iterdir())

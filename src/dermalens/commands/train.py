@@ -29,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train.add_argument("--out", type=Path, help="artifact folder (default RUN_DIR/artifact)")
     train.add_argument("--no-progress", action="store_true")
     train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (bases and --set applied) as YAML, and train nothing",
+    )
+    train.add_argument(
         "--finalize",
         type=Path,
         metavar="RUN_DIR",
@@ -139,6 +144,11 @@ def run_train(args: argparse.Namespace) -> int:
     config = load_config(config_path, args.overrides)
     if run_dir is not None:  # the run may have been moved since it was written
         config.out_dir, config.name = str(run_dir.parent), run_dir.name
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return 0
     if config.model.architecture.startswith("baseline"):
         from dermalens.training.baselines import train_baseline
 
