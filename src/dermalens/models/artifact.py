@@ -42,8 +42,15 @@ BASELINE_FILE = "baseline.npz"
 PACKAGED_DIR = Path(str(resources.files("dermalens") / "_bundled"))
 #: The bundled model in a source checkout or editable install: the one copy kept in git.
 SOURCE_DIR = Path(__file__).resolve().parents[3] / "models" / "default"
-#: The bundled default model: the packaged copy where there is one, else the checkout's.
-BUNDLED_DIR = PACKAGED_DIR if (PACKAGED_DIR / META_FILE).is_file() else SOURCE_DIR
+
+
+def bundled_dir() -> Path:
+    """The bundled default model: the packaged copy where there is one (an installed wheel), else
+    the checkout's (a source tree or an editable install, whose package holds no copy)."""
+    return PACKAGED_DIR if (PACKAGED_DIR / META_FILE).is_file() else SOURCE_DIR
+
+
+BUNDLED_DIR = bundled_dir()
 
 
 class ArtifactError(ValueError):
