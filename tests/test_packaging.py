@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,15 @@ def run(*argv: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
     )
 
 
+def setuptools_major() -> int:
+    """This environment's setuptools (0: none); from 77 on (pyproject's build-system) it builds the
+    wheel itself, saving pip a build environment from the index."""
+    try:
+        return int(metadata.version("setuptools").split(".")[0])
+    except metadata.PackageNotFoundError:
+        return 0
+
+
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree = tmp_path_factory.mktemp("build-tree")
@@ -73,7 +83,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(REPO / name, tree / name)
     out = tmp_path_factory.mktemp("wheel")
-    built = run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, tree)
+    isolation = ["--no-build-isolation"] if setuptools_major() >= 77 else []
+    built = run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", out, tree)
     assert built.returncode == 0, built.stderr
     (path,) = out.glob("dermalens-*.whl")
     return path
