@@ -13,10 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from dermalens import __version__
+from dermalens.commands.extras import install_hint
 from dermalens.inference.results import DISCLAIMER
 
-#: Modules with `register(subparsers)`; imported lazily so `dermalens --help` stays fast
-#: and the serving install works without the training dependencies.
+#: Modules with `register(subparsers)`; each imports its area lazily, inside the command, so
+#: `dermalens --help` stays fast and lists every command in the base install, and a command whose
+#: extra is missing says which one to install (`dermalens.commands.extras`).
 COMMAND_MODULES = (
     "dermalens.commands.data",
     "dermalens.commands.train",
@@ -36,13 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dermalens {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:  # an area not present in this install
-            logging.getLogger(__name__).debug("skipping %s: %s", name, err)
-            continue
-        module.register(sub)
+    for name in COMMAND_MODULES:  # each imports only base dependencies until a command runs
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -54,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
+    except ModuleNotFoundError as err:  # an optional dependency: name the extra; anything else is a bug
+        hint = install_hint(args.command, err)
+        if hint is None:
+            raise
+        print(hint, file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"dermalens {args.command}: error: {err}", file=sys.stderr)
         return 2

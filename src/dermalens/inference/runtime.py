@@ -74,6 +74,10 @@ class TorchRuntime:
     """The same network in eager PyTorch (needs the `train` extra)."""
 
     def __init__(self, folder: Path, meta: ArtifactMeta) -> None:
+        if not (folder / WEIGHTS_FILE).is_file():  # the wheel's bundled model leaves the weights out
+            raise ArtifactError(
+                f"{folder}: no {WEIGHTS_FILE} for the PyTorch runtime; this copy serves through ONNX Runtime only"
+            )
         import torch
 
         from dermalens.models.factory import build_from_meta

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +37,20 @@ WEIGHTS_FILE = "weights.pt"
 OOD_FILE = "ood.npz"
 BASELINE_FILE = "baseline.npz"
 
-#: The bundled default model, shipped inside the repository.
-BUNDLED_DIR = Path(__file__).resolve().parents[3] / "models" / "default"
+#: The bundled model as an installed wheel carries it (package data, copied there by setup.py from
+#: models/default/ without weights.pt: serving reads the ONNX graph only).
+PACKAGED_DIR = Path(str(resources.files("dermalens") / "_bundled"))
+#: The bundled model in a source checkout or editable install: the one copy kept in git.
+SOURCE_DIR = Path(__file__).resolve().parents[3] / "models" / "default"
+
+
+def bundled_dir() -> Path:
+    """The bundled default model: the packaged copy where there is one (an installed wheel), else
+    the checkout's (a source tree or an editable install, whose package holds no copy)."""
+    return PACKAGED_DIR if (PACKAGED_DIR / META_FILE).is_file() else SOURCE_DIR
+
+
+BUNDLED_DIR = bundled_dir()
 
 
 class ArtifactError(ValueError):
@@ -158,6 +171,8 @@ def load_meta(
         for name, expected in meta.files.items():
             file = folder / name
             if not file.is_file():
+                if name in absent_allowed(folder):
+                    continue
                 raise ArtifactError(f"{folder}: {name} is listed in {META_FILE} but missing")
             actual = file_sha256(file)
             if actual != expected:
@@ -166,6 +181,13 @@ def load_meta(
                     "the file is damaged or from another model"
                 )
     return folder, meta
+
+
+def absent_allowed(folder: Path) -> frozenset[str]:
+    """Listed files `folder` may lack: weights.pt in the wheel's packaged copy of the bundled model
+    only (13 MB that predicting never reads); every other artifact, and every file that is present,
+    is checked in full."""
+    return frozenset({WEIGHTS_FILE}) if folder.resolve() == PACKAGED_DIR.resolve() else frozenset()
 
 
 def write_meta(folder: Path, meta: ArtifactMeta) -> Path:
