@@ -42,6 +42,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
         "imagehash",
         "pytorch_grad_cam",
         "optuna",
+        "keras",
     ),
     "clahe": ("cv2",),
     "archive": ("pyarrow",),

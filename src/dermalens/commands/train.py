@@ -12,35 +12,7 @@ from dermalens.commands import data_split_pairs
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    train = sub.add_parser("train", help="train a model from a YAML config; writes a model artifact")
-    train.add_argument("--config", type=Path, help="YAML config (see configs/)")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set stages.1.epochs=5 (repeatable)",
-    )
-    train.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue a killed run from its last epoch"
-    )
-    train.add_argument("--stage", help="re-run this stage only (from the previous stage's best weights)")
-    train.add_argument("--out", type=Path, help="artifact folder (default RUN_DIR/artifact)")
-    train.add_argument("--no-progress", action="store_true")
-    train.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the resolved config (bases and --set applied) as YAML, and train nothing",
-    )
-    train.add_argument(
-        "--finalize",
-        type=Path,
-        metavar="RUN_DIR",
-        help="only build the artifact of a finished run (calibration, OOD gate, export)",
-    )
-    train.set_defaults(func=run_train)
-
+    _register_train(sub)
     _register_distill_cache(sub)
 
     tune = sub.add_parser(
@@ -98,6 +70,37 @@ def _register_soup(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 def _command_line() -> str:
     """The command as typed, for the artifact's `training.command` (how it was made)."""
     return "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    train = sub.add_parser("train", help="train a model from a YAML config; writes a model artifact")
+    train.add_argument("--config", type=Path, help="YAML config (see configs/)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set stages.1.epochs=5 (repeatable)",
+    )
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue a killed run from its last epoch"
+    )
+    train.add_argument("--stage", help="re-run this stage only (from the previous stage's best weights)")
+    train.add_argument("--out", type=Path, help="artifact folder (default RUN_DIR/artifact)")
+    train.add_argument("--no-progress", action="store_true")
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (bases and --set applied) as YAML, and train nothing",
+    )
+    train.add_argument(
+        "--finalize",
+        type=Path,
+        metavar="RUN_DIR",
+        help="only build the artifact of a finished run (calibration, OOD gate, export)",
+    )
+    train.set_defaults(func=run_train)
 
 
 def _register_distill_cache(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
