@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "dermalens.commands.evaluate",
     "dermalens.commands.predict",
     "dermalens.commands.serve",
+    "dermalens.commands.tokens",
+    "dermalens.commands.erasure",
 )
 
 
