@@ -43,7 +43,7 @@ def test_no_or_wrong_token_is_401_on_every_route_but_health(served) -> None:
         assert http.get("/api/v1/health").status_code == 200
         assert http.get("/static/app.css").status_code == 200
         answers = [predict(http, "a.jpg"), *(http.get(path) for path in PROTECTED)]
-        for wrong in ("Bearer nope", "Bearer dl_000000000000_" + "x" * 43, "Basic YWxpY2U6cHc=", "Bearer "):
+        for wrong in ("Bearer nope", "Bearer dl_000000000000_" + "x" * 43, "Basic YWxpY2U6cHc=", "Bearer"):
             answers.append(http.get("/api/v1/history", headers={"Authorization": wrong}))
         forged = tokens["alice"][:-4] + "AAAA"  # a real key with a wrong secret: scrypt says no
         answers.append(http.get("/api/v1/model", headers={"Authorization": f"Bearer {forged}"}))

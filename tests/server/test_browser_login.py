@@ -55,7 +55,8 @@ def test_the_page_logs_in_predicts_and_logs_out(page_factory: Any, login_server)
     page.click("#login-form button[type=submit]")
     expect(page).to_have_url(live.url + "/history")
     expect(page.locator("#user-name")).to_have_text("frank")
-    assert page.evaluate("document.cookie") == ""  # HttpOnly: no script reads the session
+    (session,) = [c for c in page.context.cookies() if c["name"] == "dermalens_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict"  # no script reads it, no site sends it
     page.goto(live.url + "/")
     page.set_input_files("#file-input", [shared.upload("frank_lesion.jpg", jpeg(41))])
     expect(page.locator(".card[data-state=done]")).to_have_count(1)

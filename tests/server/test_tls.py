@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def tls_server(
 def test_https_is_served_with_hsts_and_secure_cookies(tls_server) -> None:
     live, cert, token = tls_server
     assert live.url.startswith("https://")
-    with httpx.Client(base_url=live.url, verify=str(cert), timeout=60) as http:
+    trusting = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(base_url=live.url, verify=trusting, timeout=60) as http:
         health = http.get("/api/v1/health")
         assert health.status_code == 200
         assert health.headers["strict-transport-security"] == "max-age=31536000"

@@ -83,31 +83,24 @@ def _security_options(serve: argparse.ArgumentParser) -> None:
         const=True,
         help="serve without tokens on purpose, even on a network (warned on every start)",
     )
-    group.add_argument(
-        "--ssl-certfile", type=Path, metavar="PEM", help="TLS certificate (chain); HSTS is sent"
-    )
-    group.add_argument("--ssl-keyfile", type=Path, metavar="PEM", help="TLS private key")
-    group.add_argument(
-        "--retention-days", type=int, metavar="N", help="purge log rows older than N days, at start and daily"
-    )
-    group.add_argument(
-        "--rate-limit",
-        type=int,
-        metavar="N",
-        help="requests per minute per token and process (default 600; 0: none)",
-    )
-    group.add_argument(
-        "--max-uploads-per-client",
-        type=int,
-        metavar="N",
-        help="predict requests one client may have in flight (default 4)",
-    )
-    group.add_argument(
+    for flag, kind, metavar, text in _SECURITY_VALUES:
+        group.add_argument(flag, type=kind, metavar=metavar, help=text)
+
+
+#: The valued options of `_security_options`: flag, type, metavar, help.
+_SECURITY_VALUES: tuple[tuple[str, type, str, str], ...] = (
+    ("--ssl-certfile", Path, "PEM", "TLS certificate (chain); HSTS is sent"),
+    ("--ssl-keyfile", Path, "PEM", "TLS private key"),
+    ("--retention-days", int, "N", "purge log rows older than N days, at start and daily"),
+    ("--rate-limit", int, "N", "requests per minute per token and process (default 600; 0: none)"),
+    ("--max-uploads-per-client", int, "N", "predict requests one client may have in flight (default 4)"),
+    (
         "--filename-key",
-        type=Path,
-        metavar="FILE",
-        help="log each file name as its keyed hash (HMAC-SHA256) with the key in FILE (made if missing)",
-    )
+        Path,
+        "FILE",
+        "log each file name as its keyed hash (HMAC-SHA256) with the key in FILE (made if missing)",
+    ),
+)
 
 
 def add_log_location(parser: argparse.ArgumentParser) -> None:

@@ -80,13 +80,12 @@ class HistoryFilter:
             like = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             names = ("filename", "prediction", "label", "request_id", "sha256")
             out.append(sa.or_(*(c[n].ilike(like, escape="\\") for n in names)))
-        if self.decision:
-            out.append(c.decision == self.decision)
-        if self.ood is not None:
-            out.append(c.ood == self.ood)
-        if self.user is not None:
-            out.append(c.user == self.user)
-        return out
+        return out + equal(decision=self.decision or None, ood=self.ood, user=self.user)
+
+
+def equal(**values: object) -> list[sa.ColumnElement[bool]]:
+    """``column = value`` for each given value (None: no condition on that column)."""
+    return [PREDICTIONS.c[name] == value for name, value in values.items() if value is not None]
 
 
 class PredictionLog:
@@ -188,19 +187,19 @@ class PredictionLog:
 
     def read(self, run: Callable[[Connection], Any]) -> Any:
         """`run(connection)` for reading; `LogUnavailable` if the database is not there."""
-        try:
-            with self._engine.connect() as conn:
-                return run(conn)
-        except DOWN as err:
-            raise LogUnavailable(f"the prediction log cannot be read ({reason(err)})") from None
+        return self._on(self._engine.connect, run, "read")
 
     def transaction(self, run: Callable[[Connection], Any]) -> Any:
         """`run(connection)` in one transaction (committed, or rolled back if it raises)."""
+        return self._on(self._engine.begin, run, "written")
+
+    @staticmethod
+    def _on(connect: Callable[[], Any], run: Callable[[Connection], Any], verb: str) -> Any:
         try:
-            with self._engine.begin() as conn:
+            with connect() as conn:
                 return run(conn)
         except DOWN as err:
-            raise LogUnavailable(f"the prediction log cannot be written ({reason(err)})") from None
+            raise LogUnavailable(f"the prediction log cannot be {verb} ({reason(err)})") from None
 
 
 @dataclass(frozen=True)
@@ -213,14 +212,10 @@ class Purge:
     user: str | None = None
 
     def clauses(self) -> list[sa.ColumnElement[bool]]:
-        c = PREDICTIONS.c
-        out: list[sa.ColumnElement[bool]] = []
+        out = equal(request_id=self.request_id, user=self.user)
         if self.before is not None:  # `created` is ISO 8601 UTC text: text order is time order
-            out.append(c.created < self.before.astimezone(UTC).isoformat(timespec="milliseconds"))
-        if self.request_id is not None:
-            out.append(c.request_id == self.request_id)
-        if self.user is not None:
-            out.append(c.user == self.user)
+            moment = self.before.astimezone(UTC).isoformat(timespec="milliseconds")
+            out.append(PREDICTIONS.c.created < moment)
         if not out:
             raise ValueError("say which rows to purge: a date (before), a request id or a user")
         return out
