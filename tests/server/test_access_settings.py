@@ -101,3 +101,19 @@ def test_rows_past_their_retention_are_purged_at_start(tiny_artifact: Path, tmp_
         prediction_log.close()
     finally:
         live.stop()
+
+
+def test_the_first_token_closes_a_running_open_server(tiny_artifact: Path, tmp_path: Path) -> None:
+    live = token_server(tiny_artifact, tmp_path / "log.db")
+    try:
+        with live.client() as http:
+            assert http.get("/api/v1/history").status_code == 200  # loopback, no token: open as before
+            token = make_tokens(tmp_path / "log.db", kate=True)["kate"]
+            deadline = time.monotonic() + 20
+            while http.get("/api/v1/history").status_code == 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert http.get("/api/v1/history").status_code == 401
+        with bearer(live, token) as kate:
+            assert kate.get("/api/v1/history").status_code == 200
+    finally:
+        live.stop()

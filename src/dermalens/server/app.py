@@ -58,6 +58,7 @@ def _load(settings: ServerSettings, classifier: Classifier | None) -> ServerStat
     state = ServerState(settings, classifier, service, prediction_log, time.time(), card, block)
     if prediction_log is not None and not settings.no_auth:
         state.tokens = TokenStore(prediction_log)
+        state.tokens.enabled()  # before the first request: a server with tokens is never open
     state.rate = RateLimiter(settings.rate_limit)
     state.uploads = UploadSlots(settings.max_uploads_per_client)
     state.name = NameHasher(load_key(settings.filename_key) if settings.filename_key else None)
@@ -85,6 +86,8 @@ def create_app(settings: ServerSettings | None = None, classifier: Classifier | 
                 "serving WITHOUT authentication (--no-auth): anyone who reaches %s may use it", settings.host
             )
         async with anyio.create_task_group() as tasks:
+            if state.tokens is not None:
+                tasks.start_soon(state.tokens.watch)
             if state.log is not None and settings.retention_days:
                 tasks.start_soon(retention_loop, state.log, settings.retention_days)
             try:

@@ -71,7 +71,7 @@ async def current_user(request: Request) -> Identity | None:
     state = get_state(request)
     tokens = state.tokens
     identity = None
-    if tokens is not None and await anyio.to_thread.run_sync(tokens.enabled):
+    if tokens is not None and tokens.required:
         identity = await _identify(request)
         state.rate.check(identity.name)
     request.state.identity = identity

@@ -65,6 +65,6 @@ async def retention_loop(prediction_log: PredictionLog, days: int) -> None:
     while True:
         try:
             await anyio.to_thread.run_sync(purge_expired, prediction_log, days)
-        except RuntimeError as err:  # LogUnavailable: try again next time
-            log.warning("retention purge failed: %s", err)
+        except Exception:  # the database down (LogUnavailable) or worse: serving goes on, retried tomorrow
+            log.exception("retention purge failed; the next one runs in %d s", RETENTION_PERIOD_S)
         await anyio.sleep(RETENTION_PERIOD_S)

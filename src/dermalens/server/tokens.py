@@ -13,18 +13,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from dermalens.server.log import PredictionLog
+from dermalens.server.log import LogUnavailable, PredictionLog
 from dermalens.server.tables import TOKENS
 
+log = logging.getLogger(__name__)
+
 PREFIX = "dl"
+#: How often an open server looks for a first token.
+WATCH_PERIOD_S = 2.0
 #: scrypt cost: n=2^14, r=8 → 16 MiB and tens of milliseconds per hash (OWASP's minimum is 2^13).
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 NAME_HELP = "1 to 64 letters, digits, '.', '_', '-' or '@'"
@@ -123,6 +130,23 @@ class TokenStore:
             count = sa.select(sa.func.count()).select_from(TOKENS)
             self._ever = bool(self.log.read(lambda conn: conn.execute(count).scalar_one()))
         return self._ever
+
+    @property
+    def required(self) -> bool:
+        """Whether requests need a token, as last found by `enabled` (no database access: asked on
+        every request, and an open server must not pay a query, nor a wait, for each)."""
+        return self._ever
+
+    async def watch(self, period: float = WATCH_PERIOD_S) -> None:
+        """Until the first token appears, look for it every `period` seconds (a token created while
+        an open server runs closes it that soon); a database that is down is asked again later."""
+        while True:
+            try:
+                if await anyio.to_thread.run_sync(self.enabled):
+                    return
+            except LogUnavailable as err:
+                log.warning("cannot look for API tokens: %s", err)
+            await anyio.sleep(period)
 
     def verify(self, token: str) -> Identity | None:
         """The identity of a live token, else None (unknown, wrong, malformed or revoked)."""

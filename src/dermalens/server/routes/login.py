@@ -38,9 +38,9 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-async def _tokens_on(request: Request) -> bool:
+def _tokens_on(request: Request) -> bool:
     tokens = get_state(request).tokens
-    return tokens is not None and bool(await anyio.to_thread.run_sync(tokens.enabled))
+    return tokens is not None and tokens.required
 
 
 def _login_form(request: Request, target: str, failed: bool = False) -> Response:
@@ -53,7 +53,7 @@ def _login_form(request: Request, target: str, failed: bool = False) -> Response
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    if not await _tokens_on(request):
+    if not _tokens_on(request):
         return RedirectResponse("/", status_code=303)  # nothing to log in to
     return _login_form(request, safe_next(request.query_params.get("next")))
 
@@ -62,7 +62,7 @@ async def login_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     """Check the form's CSRF value and token; on success a session cookie and a redirect."""
     tokens = get_state(request).tokens
-    if tokens is None or not await _tokens_on(request):
+    if tokens is None or not _tokens_on(request):
         return RedirectResponse("/", status_code=303)
     form = await request.form()
     if not same(str(form.get(CSRF_FIELD) or ""), request.cookies.get(LOGIN_COOKIE)):
