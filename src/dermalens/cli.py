@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "dermalens.commands.predict",
     "dermalens.commands.serve",
     "dermalens.commands.artifact",
+    "dermalens.commands.tokens",
+    "dermalens.commands.erasure",
 )
 
 

@@ -38,14 +38,19 @@ class LiveServer:
         self.thread.join(timeout=20)
 
 
-def start_server(settings: ServerSettings) -> LiveServer:
-    """Start uvicorn on an already bound socket (no race for the port) and wait until it serves."""
+def start_server(settings: ServerSettings, **options: object) -> LiveServer:
+    """Start uvicorn on an already bound socket (no race for the port) and wait until it serves;
+    `options`: more uvicorn options (``ssl_certfile``/``ssl_keyfile`` serve https)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(settings), log_level="warning", timeout_graceful_shutdown=5, **uvicorn_options()
+        create_app(settings),
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+        **uvicorn_options(),
+        **options,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn")
@@ -55,7 +60,8 @@ def start_server(settings: ServerSettings) -> LiveServer:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    return LiveServer(f"http://127.0.0.1:{port}", settings, server, thread)
+    scheme = "https" if "ssl_certfile" in options else "http"
+    return LiveServer(f"{scheme}://127.0.0.1:{port}", settings, server, thread)
 
 
 @pytest.fixture(scope="session")

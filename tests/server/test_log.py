@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from dermalens.server.log import (
     LogSchemaError,
     LogUnavailable,
     PredictionLog,
+    Purge,
     log_url,
     migrate,
 )
@@ -162,4 +164,59 @@ def test_a_database_that_goes_away_is_reported_and_recovered_from(postgres: Post
         postgres.start()
     log.write([row("after", 3)])  # the pool reconnects by itself
     assert [r["request_id"] for r in log.query()] == ["after", "before"]
+    log.close()
+
+
+def test_a_log_of_the_previous_version_gains_users_when_opened(log_target: str | Path) -> None:
+    """A schema-1 log (no `user` column, no tokens table), as the previous dermalens left it, is
+    upgraded in place when a server opens it (the step only adds): its rows stay, without a user."""
+    log = PredictionLog(log_target)
+    log.write([row("old", 1)])
+    log.close()
+    engine = sa.create_engine(log_url(log_target))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX predictions_user"))
+        conn.execute(sa.text('ALTER TABLE predictions DROP COLUMN "user"'))
+        conn.execute(sa.text("DROP TABLE tokens"))
+        conn.execute(sa.text("UPDATE dermalens_schema SET version = 1"))
+    log = PredictionLog(log_target)
+    log.write([row("new", 2, user="alice")])
+    assert {r["request_id"]: r["user"] for r in log.query()} == {"old": None, "new": "alice"}
+    assert log.count(HistoryFilter(user="alice")) == 1
+    log.close()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version FROM dermalens_schema")).scalar_one() == SCHEMA_VERSION
+        assert conn.execute(sa.text("SELECT count(*) FROM tokens")).scalar_one() == 0
+    engine.dispose()
+    assert migrate(log_target) == (SCHEMA_VERSION, SCHEMA_VERSION)
+
+
+def test_purge_removes_exactly_the_rows_asked_for(log_target: str | Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    shared, own = images / "shared.jpg", images / "own.jpg"
+    shared.write_bytes(b"a")
+    own.write_bytes(b"b")
+    log = PredictionLog(log_target)
+    log.write(
+        [row("r1", 1, user="alice", image_path=str(own)), row("r1", 2, user="alice", image_path=str(shared))]
+    )
+    log.write([row("r2", 3, user="bob", image_path=str(shared)), row("r3", 4, user="bob")])
+    engine = sa.create_engine(log_url(log_target))
+    with engine.begin() as conn:  # one row logged long ago
+        conn.execute(
+            sa.text(
+                "UPDATE predictions SET created = '2020-01-01T00:00:00.000+00:00' WHERE request_id = 'r3'"
+            )
+        )
+    engine.dispose()
+    with pytest.raises(ValueError, match="say which rows"):
+        log.purge(Purge())
+    assert log.purge(Purge(before=datetime(2021, 1, 1, tzinfo=UTC))) == (1, 0)
+    assert log.purge(Purge(request_id="nothing-like-it")) == (0, 0)
+    assert log.purge(Purge(request_id="r1")) == (2, 1)  # own.jpg goes; shared.jpg is still bob's
+    assert not own.exists() and shared.exists()
+    assert [r["request_id"] for r in log.query()] == ["r2"]
+    assert log.purge(Purge(user="bob")) == (1, 1)
+    assert log.count() == 0 and not shared.exists()
     log.close()

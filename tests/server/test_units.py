@@ -16,6 +16,7 @@ from dermalens.core.formats import describe, sniff
 from dermalens.core.taxonomy import DIAGNOSES, label_from_filename
 from dermalens.inference.overlay import heatmap_rgba
 from dermalens.server.i18n import choose_language, parse_accept_language, translations
+from dermalens.server.log import SCHEMA_VERSION
 from dermalens.server.settings import LANGUAGES, ServerSettings
 
 from .samples import jpeg, png
@@ -172,7 +173,8 @@ def test_migrate_log_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["migrate-log", "--log-db", str(tmp_path / "new.db")]) == 0
     assert main(["migrate-log", "--log-url", f"sqlite:///{tmp_path / 'new.db'}"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("new log, schema version 1") and out[1].endswith("already at schema version 1")
+    assert out[0].endswith(f"new log, schema version {SCHEMA_VERSION}")
+    assert out[1].endswith(f"already at schema version {SCHEMA_VERSION}")
 
 
 def test_heatmap_colours() -> None:

@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument("--port", type=int, help="TCP port (default 8000)")
     serve.add_argument("--tta", type=int, help="test-time augmentation views by default, 1-8 (default 1)")
     _log_options(serve)
+    _security_options(serve)
     serve.add_argument("--max-files", type=int, help="most images per request (default 20)")
     serve.add_argument("--max-bytes", type=int, help="most bytes per request (default 20 MiB)")
     serve.add_argument(
@@ -70,6 +71,54 @@ def _log_options(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def _security_options(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "access and data protection",
+        "Once a token exists (dermalens token create), every request needs one; a host other than "
+        "loopback refuses to start without one unless --no-auth is given.",
+    )
+    group.add_argument(
+        "--no-auth",
+        action="store_const",
+        const=True,
+        help="serve without tokens on purpose, even on a network (warned on every start)",
+    )
+    for flag, kind, metavar, text in _SECURITY_VALUES:
+        group.add_argument(flag, type=kind, metavar=metavar, help=text)
+
+
+#: The valued options of `_security_options`: flag, type, metavar, help.
+_SECURITY_VALUES: tuple[tuple[str, type, str, str], ...] = (
+    ("--ssl-certfile", Path, "PEM", "TLS certificate (chain); HSTS is sent"),
+    ("--ssl-keyfile", Path, "PEM", "TLS private key"),
+    ("--retention-days", int, "N", "purge log rows older than N days, at start and daily"),
+    ("--rate-limit", int, "N", "requests per minute per token and process (default 600; 0: none)"),
+    ("--max-uploads-per-client", int, "N", "predict requests one client may have in flight (default 4)"),
+    (
+        "--filename-key",
+        Path,
+        "FILE",
+        "log each file name as its keyed hash (HMAC-SHA256) with the key in FILE (made if missing)",
+    ),
+)
+
+
+def add_log_location(parser: argparse.ArgumentParser) -> None:
+    """--log-db PATH | --log-url URL: which prediction log a command works on (default: the server's)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--log-db", type=Path, metavar="PATH", help="SQLite log (default: the server's default)"
+    )
+    where.add_argument("--log-url", metavar="URL", help="database URL (postgresql://... or sqlite:///...)")
+
+
+def log_location(args: argparse.Namespace) -> str | Path:
+    """The log `add_log_location`'s options name."""
+    from dermalens.server.settings import default_log_db
+
+    return args.log_url or args.log_db or default_log_db()
+
+
 def _migrate_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     migrate = sub.add_parser(
         "migrate-log",
@@ -77,11 +126,7 @@ def _migrate_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         description="Upgrade the prediction log (SQLite file or database URL) to the schema this dermalens "
         "reads. Servers refuse a log of another version; back it up before migrating.",
     )
-    where = migrate.add_mutually_exclusive_group()
-    where.add_argument(
-        "--log-db", type=Path, metavar="PATH", help="SQLite log (default: the server's default)"
-    )
-    where.add_argument("--log-url", metavar="URL", help="database URL (postgresql://... or sqlite:///...)")
+    add_log_location(migrate)
     migrate.set_defaults(func=run_migrate_log)
 
 
@@ -102,6 +147,13 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "workers": args.workers,
         "threads": args.threads,
         "concurrent_batches": args.concurrent_batches,
+        "no_auth": args.no_auth,
+        "ssl_certfile": args.ssl_certfile,
+        "ssl_keyfile": args.ssl_keyfile,
+        "retention_days": args.retention_days,
+        "rate_limit": args.rate_limit,
+        "max_uploads_per_client": args.max_uploads_per_client,
+        "filename_key": args.filename_key,
     }
     return ServerSettings(**{k: v for k, v in given.items() if v is not None})
 
@@ -112,21 +164,16 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from dermalens.inference.predictor import Classifier
     from dermalens.server.app import create_app
-    from dermalens.server.log import LogSchemaError, LogUnavailable, PredictionLog
     from dermalens.server.protocol import uvicorn_options
 
     try:
         settings = settings_from_args(args)
     except ValidationError as err:
         raise ValueError(f"invalid server settings: {err}") from None
-    # Open the model and the log before uvicorn starts: a missing model, a database that is down or a
-    # log of another schema version is a one-line error, not a traceback per worker.
+    # Open the log and the model before uvicorn starts: a missing model, a database that is down, a
+    # log of another schema version or a server exposed without tokens is a one-line error.
+    _check_access(settings)
     classifier = Classifier.load(settings.model_arg(), tta=settings.tta, threads=settings.ort_threads())
-    if (target := settings.log_target()) is not None:
-        try:
-            PredictionLog(target).close()
-        except (LogUnavailable, LogSchemaError) as err:
-            raise ValueError(str(err)) from None
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -134,6 +181,8 @@ def run_serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": 10,
         **uvicorn_options(),
     }
+    if settings.ssl_certfile is not None:
+        options.update(ssl_certfile=str(settings.ssl_certfile), ssl_keyfile=str(settings.ssl_keyfile))
     if settings.workers == 1:
         uvicorn.run(create_app(settings, classifier), **options)
         return 0
@@ -147,11 +196,33 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_access(settings: Any) -> None:
+    """Open the log (a database that is down, or of another schema, is a one-line error rather than a
+    traceback per worker) and refuse a server reachable from the network without credentials."""
+    from dermalens.server.auth import exposure_problem
+    from dermalens.server.log import LogSchemaError, LogUnavailable, PredictionLog
+    from dermalens.server.tokens import TokenStore
+
+    for path in (settings.ssl_certfile, settings.ssl_keyfile):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"no such TLS file: {path}")
+    tokens_exist = False
+    if (target := settings.log_target()) is not None:
+        try:
+            prediction_log = PredictionLog(target)
+            tokens_exist = TokenStore(prediction_log).enabled()
+            prediction_log.close()
+        except (LogUnavailable, LogSchemaError) as err:
+            raise ValueError(str(err)) from None
+    problem = exposure_problem(settings, tokens_exist)
+    if problem is not None:
+        raise ValueError(problem)
+
+
 def run_migrate_log(args: argparse.Namespace) -> int:
     from dermalens.server.log import LogSchemaError, LogUnavailable, describe, migrate
-    from dermalens.server.settings import default_log_db
 
-    target = args.log_url or args.log_db or default_log_db()
+    target = log_location(args)
     try:
         before, after = migrate(target)
     except (LogUnavailable, LogSchemaError) as err:

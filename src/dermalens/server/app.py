@@ -14,46 +14,29 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dermalens import __version__
 from dermalens.inference.predictor import Classifier
 from dermalens.server import errors
 from dermalens.server.batcher import InferenceService
 from dermalens.server.form import invalid_field
+from dermalens.server.limits import RateLimiter, UploadSlots
 from dermalens.server.log import PredictionLog
 from dermalens.server.modelcard import model_card
-from dermalens.server.routes import history, model, pages, predict
+from dermalens.server.privacy import NameHasher, load_key, retention_loop
+from dermalens.server.routes import history, login, model, pages, predict
+from dermalens.server.security_headers import SecurityHeaders
 from dermalens.server.settings import ServerSettings
 from dermalens.server.state import ServerState
+from dermalens.server.tokens import TokenStore
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-
-
-class SecurityHeaders:
-    """Headers that cost nothing: no MIME sniffing by browsers, no framing, no referrer leaks."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"),
-                ]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
 def _load(settings: ServerSettings, classifier: Classifier | None) -> ServerState:
@@ -72,7 +55,14 @@ def _load(settings: ServerSettings, classifier: Classifier | None) -> ServerStat
         "members": len(classifier.members),
     }
     card = model_card(classifier, settings)
-    return ServerState(settings, classifier, service, prediction_log, time.time(), card, block)
+    state = ServerState(settings, classifier, service, prediction_log, time.time(), card, block)
+    if prediction_log is not None and not settings.no_auth:
+        state.tokens = TokenStore(prediction_log)
+        state.tokens.enabled()  # before the first request: a server with tokens is never open
+    state.rate = RateLimiter(settings.rate_limit)
+    state.uploads = UploadSlots(settings.max_uploads_per_client)
+    state.name = NameHasher(load_key(settings.filename_key) if settings.filename_key else None)
+    return state
 
 
 def create_app(settings: ServerSettings | None = None, classifier: Classifier | None = None) -> FastAPI:
@@ -91,12 +81,22 @@ def create_app(settings: ServerSettings | None = None, classifier: Classifier | 
             state.log or "off",
             settings.store_images or "no",
         )
-        try:
-            yield
-        finally:
-            await state.service.stop()
-            if state.log is not None:
-                state.log.close()
+        if settings.no_auth:
+            log.warning(
+                "serving WITHOUT authentication (--no-auth): anyone who reaches %s may use it", settings.host
+            )
+        async with anyio.create_task_group() as tasks:
+            if state.tokens is not None:
+                tasks.start_soon(state.tokens.watch)
+            if state.log is not None and settings.retention_days:
+                tasks.start_soon(retention_loop, state.log, settings.retention_days)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+                await state.service.stop()
+                if state.log is not None:
+                    state.log.close()
 
     app = FastAPI(
         title="DermaLens",
@@ -106,12 +106,15 @@ def create_app(settings: ServerSettings | None = None, classifier: Classifier | 
             "out-of-distribution gate. Research and education only; not a diagnosis."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served by `routes.pages` behind the same login as everything else
+        openapi_url=None,
     )
     errors.install(app, settings.max_bytes, invalid_field)
     app.add_middleware(SecurityHeaders)
     for router in (predict.router, model.router, history.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(pages.router)
+    app.include_router(login.router)
     static = Path(str(resources.files("dermalens.server") / "static"))
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app

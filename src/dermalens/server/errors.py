@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dermalens.server.log import LogUnavailable
+from dermalens.server.database import LogUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,10 @@ QUERY_LIMIT = 16 * 1024
 class ApiError(StarletteHTTPException):
     """An expected failure: status, a readable `detail`, and optional extra JSON fields."""
 
-    def __init__(self, status_code: int, detail: str, **extra: Any) -> None:
-        super().__init__(status_code=status_code, detail=detail)
+    def __init__(
+        self, status_code: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
         self.extra = extra
 
 

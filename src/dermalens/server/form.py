@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect
 from dermalens.core.decode import ACCEPTED_HELP
 from dermalens.core.metadata import MAX_AGE, SEX_SPELLINGS
 from dermalens.core.taxonomy import SITE_GROUPS
+from dermalens.server.auth import client_key, current_user
 from dermalens.server.errors import ApiError
 from dermalens.server.state import get_state
 
@@ -109,9 +110,13 @@ class MultipartRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def checked(request: Request) -> Response:
-            if request.method == "POST":
-                check_form(await parse_form(request), get_state(request).settings.max_files)
-            return await handler(request)
+            # Who asks comes first: a client without a valid token is refused before its body is read.
+            identity = await current_user(request)
+            state = get_state(request)
+            with state.uploads.hold(client_key(request, identity)):
+                if request.method == "POST":
+                    check_form(await parse_form(request), state.settings.max_files)
+                return await handler(request)
 
         return checked
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Languages of the web interface (files in `server/translations`).
@@ -56,8 +57,33 @@ class ServerSettings(BaseSettings):
     threads: int = Field(default=0, ge=0, le=512)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    #: Serve without tokens on purpose, even off loopback (a warning on every start).
+    no_auth: bool = False
+    #: TLS (uvicorn's own options): certificate chain and private key, PEM; HSTS is sent when on.
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    #: Rows older than this many days are purged at start and daily; None keeps everything.
+    retention_days: int | None = Field(default=None, ge=1)
+    #: Requests per minute one token may make (per server process; 0 = no limit).
+    rate_limit: int = Field(default=600, ge=0)
+    #: Predict requests one client (token; client address under --no-auth) may have in flight at once.
+    max_uploads_per_client: int = Field(default=4, ge=1, le=1024)
+    #: A file holding the key of the keyed hash (HMAC-SHA256) logged instead of each file name;
+    #: None logs names as sent. Created, with a random key, when missing.
+    filename_key: Path | None = None
+    #: Signs the web page's session cookies; one random value shared by all worker processes.
+    session_secret: str = Field(default_factory=lambda: secrets.token_hex(32), repr=False)
 
-    @field_validator("log_db", "store_images", "log_url", mode="before")
+    @field_validator(
+        "log_db",
+        "store_images",
+        "log_url",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "filename_key",
+        "retention_days",
+        mode="before",
+    )
     @classmethod
     def _off_means_none(cls, value: object) -> object:
         """``--log-db off`` / ``--log-url off`` (or an empty value) means none."""
@@ -75,10 +101,17 @@ class ServerSettings(BaseSettings):
             log_url(value)
         return value
 
-    @field_validator("log_db", "store_images")
+    @field_validator("log_db", "store_images", "ssl_certfile", "ssl_keyfile", "filename_key")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        """A certificate without its key (or the reverse) is a mistake, found at start."""
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("give both --ssl-certfile and --ssl-keyfile, or neither")
+        return self
 
     def log_target(self) -> str | Path | None:
         """Where the prediction log lives (a URL or a SQLite path), or None when logging is off."""

@@ -9,8 +9,11 @@ from fastapi import Request
 
 from dermalens.inference.predictor import Classifier
 from dermalens.server.batcher import InferenceService
+from dermalens.server.limits import RateLimiter, UploadSlots
 from dermalens.server.log import PredictionLog
+from dermalens.server.privacy import NameHasher
 from dermalens.server.settings import ServerSettings
+from dermalens.server.tokens import TokenStore
 
 
 @dataclass
@@ -26,6 +29,12 @@ class ServerState:
     card: dict[str, Any] = field(default_factory=dict)
     #: The model block of every predict response, less its per-request ``tta``.
     model_block: dict[str, Any] = field(default_factory=dict)
+    #: The API tokens (in the log database); None when the server is open (--no-auth, or no log).
+    tokens: TokenStore | None = None
+    rate: RateLimiter = field(default_factory=lambda: RateLimiter(0))
+    uploads: UploadSlots = field(default_factory=lambda: UploadSlots(1024))
+    #: What a file's name is logged as (itself, or its keyed hash).
+    name: NameHasher = field(default_factory=lambda: NameHasher(None))
 
 
 def get_state(request: Request) -> ServerState:

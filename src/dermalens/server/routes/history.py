@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from dermalens.inference.results import Decision
+from dermalens.server.auth import User, scope_of
 from dermalens.server.log import COLUMNS, METADATA_COLUMNS, HistoryFilter
 from dermalens.server.schemas import HistoryPage
 from dermalens.server.state import get_state
@@ -36,8 +37,9 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def _filter(q: str, decision: str | None, ood: bool | None) -> HistoryFilter:
-    return HistoryFilter(q=q.strip(), decision=decision, ood=ood)
+def _filter(q: str, decision: str | None, ood: bool | None, user: User) -> HistoryFilter:
+    """The query's filter, limited to the caller's own rows unless an admin (or no tokens) asks."""
+    return HistoryFilter(q=q.strip(), decision=decision, ood=ood, user=scope_of(user))
 
 
 Q = Annotated[str, Query(max_length=200, description="text in file name, diagnosis, label or request id")]
@@ -48,6 +50,7 @@ OodQ = Annotated[bool | None, Query(description="only OOD (true) or in-distribut
 @router.get("/history", response_model=HistoryPage, summary="Logged predictions, newest first")
 async def get_history(
     request: Request,
+    user: User,
     q: Q = "",
     decision: DecisionQ = None,
     ood: OodQ = None,
@@ -57,7 +60,7 @@ async def get_history(
     state = get_state(request)
     if state.log is None:
         return {"total": 0, "rows": [], "enabled": False}
-    where = _filter(q, decision, ood)
+    where = _filter(q, decision, ood, user)
     prediction_log = state.log
 
     def read() -> dict[str, Any]:
@@ -76,9 +79,11 @@ async def get_history(
     responses={200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV with BOM"}},
     summary="Logged predictions as CSV (same filters as /history, no paging)",
 )
-async def get_history_csv(request: Request, q: Q = "", decision: DecisionQ = None, ood: OodQ = None) -> Any:
+async def get_history_csv(
+    request: Request, user: User, q: Q = "", decision: DecisionQ = None, ood: OodQ = None
+) -> Any:
     state = get_state(request)
-    where = _filter(q, decision, ood)
+    where = _filter(q, decision, ood, user)
     if state.log is not None:  # a database that is down answers 503 now, not a cut-off file later
         await anyio.to_thread.run_sync(state.log.ping)
 

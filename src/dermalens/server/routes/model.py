@@ -6,9 +6,10 @@ import os
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from dermalens import __version__
+from dermalens.server.auth import current_user
 from dermalens.server.schemas import Health, ModelCard
 from dermalens.server.state import get_state
 
@@ -16,14 +17,21 @@ router = APIRouter(tags=["model"])
 
 
 @router.get(
-    "/model", response_model=ModelCard, summary="The served model's card, classes, limits and disclaimer"
+    "/model",
+    response_model=ModelCard,
+    summary="The served model's card, classes, limits and disclaimer",
+    dependencies=[Depends(current_user)],
 )
 async def get_model(request: Request) -> dict[str, Any]:
     state = get_state(request)
     return state.card
 
 
-@router.get("/health", response_model=Health, summary="Liveness: the model is loaded and requests are served")
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Liveness: the model is loaded and requests are served (no token needed)",
+)
 async def health(request: Request) -> dict[str, Any]:
     state = get_state(request)
     return {

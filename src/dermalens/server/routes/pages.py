@@ -11,12 +11,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
 from dermalens.core.decode import ACCEPTED_HELP
 from dermalens.inference.results import DISCLAIMER
+from dermalens.server.auth import current_user, page_user
 from dermalens.server.errors import ApiError
 from dermalens.server.i18n import COOKIE, Translator, choose_language, language_names, translations
 from dermalens.server.modelcard import per_class_tables, scalar_rows
@@ -30,9 +32,15 @@ CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+#: Swagger UI loads its script and style from a CDN and starts with an inline script.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
-def _render(request: Request, template: str, page: str, **context: Any) -> HTMLResponse:
+def render_page(request: Request, template: str, page: str, **context: Any) -> HTMLResponse:
     state = get_state(request)
     lang = choose_language(
         request.query_params.get("lang"), request.cookies.get(COOKIE), request.headers.get("accept-language")
@@ -52,6 +60,9 @@ def _render(request: Request, template: str, page: str, **context: Any) -> HTMLR
         "metadata_inputs": card["metadata_inputs"],
         "members": card["members"],
         "log_enabled": state.log is not None,
+        # Who is logged in (None without tokens) and the session's CSRF value for the page's POSTs.
+        "user": _who(request),
+        "csrf": getattr(request.state, "csrf", None),
         "disclaimer": DISCLAIMER,
     }
     response = templates.TemplateResponse(
@@ -75,15 +86,20 @@ def _render(request: Request, template: str, page: str, **context: Any) -> HTMLR
     return response
 
 
-@router.get("/", response_class=HTMLResponse)
+def _who(request: Request) -> dict[str, Any] | None:
+    identity = getattr(request.state, "identity", None)
+    return None if identity is None else {"name": identity.name, "admin": identity.admin}
+
+
+@router.get("/", response_class=HTMLResponse, dependencies=[Depends(page_user)])
 async def predict_page(request: Request) -> HTMLResponse:
-    return _render(request, "predict.html", "predict")
+    return render_page(request, "predict.html", "predict")
 
 
-@router.get("/about", response_class=HTMLResponse)
+@router.get("/about", response_class=HTMLResponse, dependencies=[Depends(page_user)])
 async def about_page(request: Request) -> HTMLResponse:
     card = get_state(request).card
-    return _render(
+    return render_page(
         request,
         "about.html",
         "about",
@@ -92,9 +108,9 @@ async def about_page(request: Request) -> HTMLResponse:
     )
 
 
-@router.get("/history", response_class=HTMLResponse)
+@router.get("/history", response_class=HTMLResponse, dependencies=[Depends(page_user)])
 async def history_page(request: Request) -> HTMLResponse:
-    return _render(request, "history.html", "history")
+    return render_page(request, "history.html", "history")
 
 
 @router.get("/i18n/{lang}.json")
@@ -103,3 +119,17 @@ async def strings(lang: str) -> JSONResponse:
     if lang not in LANGUAGES:
         raise ApiError(404, f"no language {lang!r}; available: {', '.join(LANGUAGES)}")
     return JSONResponse(translations(lang), headers={"Cache-Control": "max-age=300"})
+
+
+@router.get("/openapi.json", dependencies=[Depends(current_user)])
+async def openapi(request: Request) -> JSONResponse:
+    """The OpenAPI document (behind the same token or login as the API it describes)."""
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", response_class=HTMLResponse, dependencies=[Depends(page_user)])
+async def docs(request: Request) -> HTMLResponse:
+    """Swagger UI on `/openapi.json`."""
+    response = get_swagger_ui_html(openapi_url="/openapi.json", title="DermaLens API")
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from dermalens.core.hashing import bytes_sha256
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
+from dermalens.server.auth import User
 from dermalens.server.batcher import Options, Result
 from dermalens.server.form import FIELDS_HELP, MultipartRoute, PredictForm
 from dermalens.server.log import LogRow
@@ -26,6 +27,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
         (400, "malformed multipart body"),
+        (401, "no token, or a wrong or revoked one (on a server with tokens)"),
+        (429, "too many requests for this token, or too many uploads of one client at once"),
         (413, "too many files, too many bytes, or an image with too many pixels"),
         (415, "not multipart, or a file that is not an accepted image (sniffed from its content)"),
         (422, "empty, corrupt or truncated image; no files; invalid option, label or patient metadata"),
@@ -41,6 +44,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 async def predict(
     request: Request,
+    user: User,
     files: Annotated[list[UploadFile], File(description=FIELDS_HELP["files"])],
     form: Annotated[PredictForm, Form()],
     compare: Annotated[
@@ -66,7 +70,8 @@ async def predict(
     if bad:
         raise files_failed(bad)
     request_id = uuid.uuid4().hex
-    items = await anyio.to_thread.run_sync(_finish, state, uploads, results, options.heatmap, request_id)
+    who = user.name if user is not None else None
+    items = await anyio.to_thread.run_sync(_finish, state, uploads, results, options.heatmap, request_id, who)
     return {
         "results": items,
         "model": {**state.model_block, "tta": tta},
@@ -76,7 +81,12 @@ async def predict(
 
 
 def _finish(
-    state: ServerState, uploads: list[Upload], results: list[Result], heatmap: bool, request_id: str
+    state: ServerState,
+    uploads: list[Upload],
+    results: list[Result],
+    heatmap: bool,
+    request_id: str,
+    user: str | None,
 ) -> list[dict[str, Any]]:
     """Result dicts, stored images and log rows (in a worker thread: PNG encoding and disk writes)."""
     items, rows = [], []
@@ -89,6 +99,7 @@ def _finish(
             result, filename=upload.filename, label=upload.label, heatmap=heatmap, upload=upload.info()
         )
         items.append(item)
+        logged_name = state.name(upload.filename)  # the name itself, or its keyed hash
         stored = None
         if state.settings.store_images is not None:
             stored = str(store_image(state.settings.store_images, upload.sha256, upload.data, upload.format))
@@ -97,7 +108,7 @@ def _finish(
                 request_id=request_id,
                 model_id=meta.model_id,
                 model_version=meta.version,
-                filename=upload.filename,
+                filename=logged_name,
                 sha256=upload.sha256,
                 size_bytes=len(upload.data),
                 width=upload.width,
@@ -109,8 +120,9 @@ def _finish(
                 ood_score=result.ood_score,
                 label=upload.label,
                 correct=item["correct"],
-                results={k: v for k, v in item.items() if k != "heatmap_png"},
+                results={**{k: v for k, v in item.items() if k != "heatmap_png"}, "filename": logged_name},
                 image_path=stored,
+                user=user,
             )
         )
     if state.log is not None:

@@ -93,7 +93,9 @@
     try {
       // Several models loaded: ask for each one's own result too (shown in a small table per card).
       const url = `${data.api}/predict` + (data.members > 1 ? "?compare=true" : "");
-      const response = await fetch(url, { method: "POST", body: form });
+      // On a server with tokens, the session's CSRF value goes with every POST (server.sessions).
+      const headers = data.csrf ? { "X-CSRF-Token": data.csrf } : {};
+      const response = await fetch(url, { method: "POST", body: form, headers });
       const body = await response.json().catch(() => ({}));
       if (response.ok) {
         item.result = body.results[0];
