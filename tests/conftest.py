@@ -84,7 +84,7 @@ def _tiny(folder: Path, spec: Preprocessing, seed: int, name: str) -> Path:
     from dermalens.models.build import save_artifact
     from dermalens.models.factory import create_model
     from dermalens.models.heads import forward_all
-    from dermalens.models.ood import fit_gate
+    from dermalens.models.ood_fit import fit_gate
 
     torch.manual_seed(seed)
     model = create_model("tf_efficientnet_lite0", num_classes=len(DX_CODES)).eval()

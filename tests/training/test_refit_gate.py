@@ -34,6 +34,7 @@ def test_refit_gate_writes_a_copy_with_a_two_part_gate(tiny_artifact, tiny_datas
     assert outputs == ["logits", "features", "cam", "level_features"]
     gate = OodGate.load(out / "ood.npz")
     assert gate.uses_level and gate.threshold != OodGate.load(tiny_artifact / "ood.npz").threshold
+    assert gate.nearest_by == "distance"  # issue #34: each image in its nearest class's radius
     before, after = Classifier.load(tiny_artifact), Classifier.load(out)  # hashes verified on load
     assert after.meta.ood_threshold == pytest.approx(gate.threshold) and "mid-level" in after.meta.ood_method
     images = [lesion_like(s, (64, 48)) for s in range(3)]

@@ -15,7 +15,7 @@ photos refused 95.7 % → 100 % with the same share of validation lesions refuse
 
 The threshold is a high quantile of the scores of validation dermoscopy images (of the
 maximum of both normalised distances when there are two), so the share of real lesions
-refused is chosen, not guessed; everything lives in the artifact.
+refused is chosen, not guessed; everything lives in the artifact. Fitting: `models.ood_fit`.
 """
 
 from __future__ import annotations
@@ -62,12 +62,6 @@ def _whiten(means: np.ndarray, precision: np.ndarray) -> tuple[np.ndarray, np.nd
     return factor.astype(np.float32), (means.astype(np.float64) @ factor).astype(np.float32)
 
 
-def _fit_precision(centred: np.ndarray) -> np.ndarray:
-    from sklearn.covariance import LedoitWolf
-
-    return LedoitWolf().fit(centred).precision_.astype(np.float32)
-
-
 @dataclass
 class OodGate:
     means: np.ndarray  # [C, D] class means of training embeddings
@@ -83,6 +77,12 @@ class OodGate:
     #: says, and was refused far more often. None (gates before issue #17): 1 for every class.
     class_scale: np.ndarray | None = None
     level_class_scale: np.ndarray | None = None
+    #: How an image's class is chosen before its radius applies. "scaled" (gates before issue #34):
+    #: the least distance/radius, which in a 1280-d embedding is nearly always the class of the
+    #: *widest* radius (class means differ by ~1 % of the distances, radii by up to 30 %), so rare
+    #: classes were never measured in their own radius. "distance": the nearest mean (the shared-
+    #: covariance LDA class), then that class's radius.
+    nearest_by: str = "scaled"
     _cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -100,7 +100,7 @@ class OodGate:
         """(distance to the nearest class in units of that class's radius, that class) per image."""
         distances = self.class_distances(features)
         scaled = distances if self.class_scale is None else distances / self.class_scale[None, :]
-        best = scaled.argmin(axis=1)
+        best = (distances if self.nearest_by == "distance" else scaled).argmin(axis=1)
         return scaled[np.arange(len(best)), best], best
 
     def distances(self, features: np.ndarray) -> np.ndarray:
@@ -149,6 +149,8 @@ class OodGate:
             value = getattr(self, name)
             if value is not None:
                 arrays[name] = value.astype(np.float32)
+        if self.nearest_by != "scaled":  # absent: the rule of every gate before it (old readers ignore it)
+            arrays["nearest_by"] = np.asarray(self.nearest_by)
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
     @classmethod
@@ -160,89 +162,21 @@ class OodGate:
                 else (None, None, 1.0)
             )
             scales = [data.get(n) for n in ("class_scale", "level_class_scale")]
-            return cls(data["means"], data["precision"], float(data["threshold"]), *level, *scales)
+            nearest_by = str(data["nearest_by"]) if "nearest_by" in data else "scaled"
+            gate = cls(data["means"], data["precision"], float(data["threshold"]), *level, *scales)
+            gate.nearest_by = nearest_by
+            return gate
 
     @property
     def method(self) -> str:
         """A one-line description for the artifact metadata and the model card."""
-        base = "min class-conditional Mahalanobis distance (shared Ledoit-Wolf covariance)"
-        if self.class_scale is not None:
-            base += ", in units of each class's own validation radius"
+        if self.class_scale is not None and self.nearest_by == "distance":
+            base = (
+                "Mahalanobis distance to the nearest class mean (shared Ledoit-Wolf covariance), in units"
+                " of that class's radius (its quantile over its training + validation images)"
+            )
+        else:
+            base = "min class-conditional Mahalanobis distance (shared Ledoit-Wolf covariance)"
+            if self.class_scale is not None:
+                base += ", in units of each class's own validation radius"
         return base + (" + Mahalanobis distance of pooled mid-level features" if self.uses_level else "")
-
-
-def _quantile(values: np.ndarray, quantile: float, groups: np.ndarray | None) -> float:
-    """The `quantile` of `values`, or the largest of the groups' own quantiles."""
-    if groups is None:
-        return float(np.quantile(values, quantile))
-    groups = np.asarray(groups)
-    return max(float(np.quantile(values[groups == g], quantile)) for g in np.unique(groups))
-
-
-#: Validation images a class needs for its own radius (fewer: the pooled one).
-MIN_CLASS_IMAGES = 20
-
-
-def _class_scale(
-    distances: np.ndarray, labels: np.ndarray, classes: np.ndarray, quantile: float
-) -> np.ndarray:
-    """[C] each class's `quantile` of `distances` over its own validation images, relative to the
-    pooled one (1 for classes with fewer than `MIN_CLASS_IMAGES`). Only degenerate ratios are
-    bounded: what equalises refusals is each class's radius against the others'."""
-    pooled = float(np.quantile(distances, quantile))
-    scale = np.ones(len(classes), dtype=np.float32)
-    for k, c in enumerate(classes):
-        own = distances[labels == c]
-        if len(own) >= MIN_CLASS_IMAGES:
-            scale[k] = np.clip(float(np.quantile(own, quantile)) / max(pooled, 1e-12), 1e-3, 1e3)
-    return scale
-
-
-def fit_gate(
-    features: np.ndarray,
-    labels: np.ndarray,
-    val_features: np.ndarray,
-    quantile: float = 0.99,
-    level_features: np.ndarray | None = None,
-    val_level_features: np.ndarray | None = None,
-    val_groups: np.ndarray | None = None,
-    val_labels: np.ndarray | None = None,
-) -> OodGate:
-    """Fit class means and a Ledoit-Wolf shared covariance (plus, given mid-level features, one
-    class-agnostic mean and covariance of those); threshold so that a `1 - quantile` share of the
-    validation images is refused.
-
-    With `val_groups` (each validation image's source), the threshold is the largest of the
-    sources' own quantiles, so that at most `1 - quantile` of *each* source is refused: a
-    pooled quantile let a small or unusual clinic be refused far more often than the rest.
-    With `val_labels`, each class's distances are measured in units of its own validation radius
-    (`OodGate.class_scale`), so that no diagnosis is refused much more often than the others."""
-    classes = np.unique(labels)
-    means = np.stack([features[labels == c].mean(axis=0) for c in classes])
-    precision = _fit_precision(features - means[np.searchsorted(classes, labels)])
-    gate = OodGate(means.astype(np.float32), precision, 1.0)
-    known = None if val_labels is None else np.isin(val_labels, classes)
-    if val_labels is not None and known is not None and known.any():
-        own = gate.class_distances(val_features[known])[
-            np.arange(int(known.sum())), np.searchsorted(classes, val_labels[known])
-        ]
-        gate.class_scale = _class_scale(own, val_labels[known], classes, quantile)
-    embedding, nearest = gate.nearest(val_features)
-    gate.threshold = _quantile(embedding, quantile, val_groups)
-    if level_features is None or val_level_features is None:
-        return gate
-    level_mean = level_features.mean(axis=0, keepdims=True)
-    gate.level_mean = level_mean.astype(np.float32)
-    gate.level_precision = _fit_precision(level_features - level_mean)
-    level = gate.level_distances(val_level_features)
-    if gate.class_scale is not None and val_labels is not None and known is not None:
-        gate.level_class_scale = _class_scale(level[known], val_labels[known], classes, quantile)
-        level = level / gate.level_class_scale[nearest]
-    gate.level_threshold = _quantile(level, quantile, val_groups)
-    # Each component alone would refuse 1 - quantile of validation; scale both so that together they do.
-    joint = _quantile(
-        np.maximum(embedding / gate.threshold, level / gate.level_threshold), quantile, val_groups
-    )
-    gate.threshold *= joint
-    gate.level_threshold *= joint
-    return gate

@@ -36,7 +36,7 @@ from dermalens.models.artifact import (
     ArtifactMeta,
     write_meta,
 )
-from dermalens.models.ood import fit_gate
+from dermalens.models.ood_fit import fit_gate
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from dermalens.data.records import Record
 from dermalens.inference.probabilities import softmax
 from dermalens.models.artifact import ArtifactMeta
 from dermalens.models.build import save_artifact
-from dermalens.models.ood import fit_gate
+from dermalens.models.ood_fit import fit_gate
 from dermalens.training.config import TrainConfig
 from dermalens.training.data import LesionDataset, cache_images
 from dermalens.training.loop import predict_outputs, quick_metrics

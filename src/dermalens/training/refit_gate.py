@@ -24,7 +24,8 @@ from dermalens.models.artifact import ONNX_FILE, OOD_FILE, WEIGHTS_FILE, load_me
 from dermalens.models.build import save_gate
 from dermalens.models.export import export_onnx
 from dermalens.models.factory import build_from_meta
-from dermalens.models.ood import OodGate, fit_gate
+from dermalens.models.ood import OodGate
+from dermalens.models.ood_fit import fit_gate
 
 
 def _split_records(
