@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "dermalens.commands.data",
     "dermalens.commands.train",
     "dermalens.commands.evaluate",
+    "dermalens.commands.conformal",
     "dermalens.commands.predict",
     "dermalens.commands.serve",
 )

@@ -54,10 +54,13 @@ class LogRow:
     #: The image's full JSON result (no heatmap; with the patient "metadata" the model read).
     results: dict[str, Any]
     image_path: str | None = None
+    #: The prediction set ("nv|mel", most probable first) and its size; None when refused or not fitted.
+    prediction_set: str | None = None
+    set_size: int | None = None
 
 
 #: The schema this code reads and writes; `MIGRATIONS` brings older logs up to it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQL_TYPES: dict[type, Callable[[], sa.types.TypeEngine[Any]]] = {
     str: sa.Text,
     int: sa.Integer,
@@ -107,8 +110,21 @@ def _stamp_legacy(conn: Connection) -> None:
     """0 → 1: logs from before the version table have exactly schema 1; only the stamp is missing."""
 
 
+def _add_sets(conn: Connection) -> None:
+    """1 → 2: the prediction set's columns (rows logged before them have none: NULL); a column
+    already there is left as it is."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(PREDICTIONS.name)}
+    for name in ("prediction_set", "set_size"):
+        if name in present:
+            continue
+        column = PREDICTIONS.c[name]
+        conn.execute(
+            sa.text(f"ALTER TABLE predictions ADD COLUMN {name} {column.type.compile(conn.dialect)}")
+        )
+
+
 #: version → the step that upgrades a log of that version to the next one.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _stamp_legacy}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _stamp_legacy, 1: _add_sets}
 
 
 def history_types() -> dict[str, tuple[type, bool]]:
