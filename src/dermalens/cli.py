@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "dermalens.commands.train",
     "dermalens.commands.evaluate",
     "dermalens.commands.conformal",
+    "dermalens.commands.adapt",
     "dermalens.commands.predict",
     "dermalens.commands.serve",
 )

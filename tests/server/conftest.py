@@ -156,3 +156,14 @@ def log_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
         return tmp_path / "log.db"
     server: Postgres = request.getfixturevalue("postgres")
     return server.database()
+
+
+@pytest.fixture(scope="session")
+def sets_server(sets_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The bundled model with prediction sets fitted on real validation images, with a log."""
+    folder = tmp_path_factory.mktemp("sets-server")
+    live = start_server(
+        ServerSettings(models=[sets_artifact], max_bytes=TEST_MAX_BYTES, log_db=folder / "predictions.db")
+    )
+    yield live
+    live.stop()

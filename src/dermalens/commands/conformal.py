@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from dermalens.commands import data_split_pairs
+from dermalens.commands import add_data_split_options, data_split_pairs
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -13,18 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "conformal",
         help="fit prediction sets with a stated coverage (split-conformal, APS) on validation splits",
     )
-    conformal.add_argument("--model", required=True, help="model artifact (changed in place)")
-    conformal.add_argument(
-        "--data", type=Path, action="append", required=True, help="dataset; repeat with one --split each"
-    )
-    conformal.add_argument(
-        "--split", type=Path, action="append", required=True, help="split file of each --data"
-    )
-    conformal.add_argument("--split-name", default="val", help="split to fit on (default val)")
+    add_data_split_options(conformal, "fit")
     conformal.add_argument(
         "--coverage", type=float, default=0.9, help="the coverage shown by default (default 0.90)"
     )
-    conformal.add_argument("--out", type=Path, help="write the changed copy here (model left unchanged)")
     conformal.add_argument("--no-progress", action="store_true")
     conformal.set_defaults(func=run_conformal)
 

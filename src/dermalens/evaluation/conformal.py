@@ -26,8 +26,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from dermalens.evaluation.bootstrap import bootstrap_ci
 from dermalens.evaluation.run import label_targets
 from dermalens.inference.combined import Combined
-from dermalens.inference.conformal import prediction_sets
-from dermalens.models.artifact import ArtifactMeta, ConformalSets, load_meta, writable_copy, write_meta
+from dermalens.inference.conformal import shown_sets
+from dermalens.inference.probabilities import top_class
+from dermalens.models.artifact import ArtifactMeta, ConformalSets, load_meta, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +96,15 @@ def fit_quantiles(
 
 
 def set_figures(
-    probs: np.ndarray,
+    sets: np.ndarray,
     targets: np.ndarray,
-    quantile: float,
     *,
     n_boot: int = 1000,
     seed: int = 0,
     groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Empirical coverage and mean set size of the sets at `quantile`, with 95 % bootstrap intervals
-    (by lesion when `groups` is given)."""
-    sets = prediction_sets(probs, quantile)
+    """Empirical coverage and mean set size of `sets` ([N, C] membership), with 95 % bootstrap
+    intervals (by lesion when `groups` is given)."""
     covered = sets[np.arange(len(targets)), np.asarray(targets, dtype=int)].astype(float)
     sizes = sets.sum(axis=1).astype(float)
 
@@ -136,22 +135,52 @@ def coverage_figures(
     keep, targets = label_targets(labels, combined.classes)
     if not keep.any():
         return None
-    probs, quantile = combined.probs[keep], combined.conformal[1]
+    sets = shown_sets(combined.probs, combined.conformal[1], combined.top)[keep]
     accepted = ~combined.ood[keep]
     keyed = np.asarray(sources, dtype=object)[keep]
     grouped = np.asarray(groups, dtype=object)[keep] if groups is not None else None
 
     def figures(rows: np.ndarray) -> dict[str, Any]:
         picked = None if grouped is None else list(grouped[rows])
-        return set_figures(probs[rows], targets[rows], quantile, n_boot=n_boot, seed=seed, groups=picked)
+        return set_figures(sets[rows], targets[rows], n_boot=n_boot, seed=seed, groups=picked)
 
     return {
         "coverage_stated": combined.conformal[0],
-        "quantile": quantile,
+        "quantile": combined.conformal[1],
         "all": figures(np.ones(len(targets), bool)),
         "accepted": figures(accepted) if accepted.any() else None,
         "by_source": {str(s): figures(keyed == s) for s in sorted(set(keyed.tolist()))},
     }
+
+
+def set_conformal(
+    meta: ArtifactMeta,
+    probs: np.ndarray,
+    targets: np.ndarray,
+    source: str,
+    coverage: float = DEFAULT_COVERAGE,
+) -> None:
+    """Fit the quantiles on calibrated held-out probabilities ([N, C], class indices `targets`) and
+    write them, with `coverage` as the default, and the evidence into `meta` (a "dx" head only)."""
+    from importlib.metadata import version
+
+    if meta.head != "dx":
+        raise ValueError(
+            f"{meta.name}: prediction sets need a 7-class diagnosis head; this one is {meta.head!r}"
+        )
+    default = check_coverage(coverage)
+    quantiles = fit_quantiles(probs, targets, sorted({*COVERAGES, default}))
+    meta.conformal = ConformalSets(
+        quantiles=quantiles,
+        coverage=default,
+        source=source,
+        n=len(targets),
+        library=f"MAPIE {version('mapie')} SplitConformalClassifier, APS score with u = 1",
+    )
+    named = top_class(probs, np.asarray(meta.decision_bias))
+    meta.metrics["conformal"] = set_figures(
+        shown_sets(probs, quantiles[f"{default:.2f}"], named), targets, n_boot=200
+    )
 
 
 def fit_conformal_artifact(
@@ -163,35 +192,14 @@ def fit_conformal_artifact(
     source: str = "the validation splits",
     meta: ArtifactMeta | None = None,
 ) -> ArtifactMeta:
-    """Fit the quantiles on calibrated held-out probabilities (rows aligned with dx `labels`; labels
-    the model cannot name are left out) and store them, with `coverage` as the default, in the artifact."""
-    from importlib.metadata import version
-
+    """`set_conformal` on dx `labels` (those the model cannot name are left out), stored in the artifact."""
     folder = Path(artifact_path)
     if meta is None:
         folder, meta = load_meta(artifact_path)
-    if meta.head != "dx":
-        raise ValueError(
-            f"{meta.name}: prediction sets need a 7-class diagnosis head; this one is {meta.head!r}"
-        )
     keep, targets = label_targets(labels, meta.classes)
-    default = check_coverage(coverage)
-    quantiles = fit_quantiles(probs[keep], targets, sorted({*COVERAGES, default}))
-    meta.conformal = ConformalSets(
-        quantiles=quantiles,
-        coverage=default,
-        source=source,
-        n=len(targets),
-        library=f"MAPIE {version('mapie')} SplitConformalClassifier, APS score with u = 1",
-    )
-    meta.metrics["conformal"] = set_figures(probs[keep], targets, quantiles[f"{default:.2f}"], n_boot=200)
+    set_conformal(meta, probs[keep], targets, source, coverage)
     write_meta(folder, meta)
-    log.info(
-        "prediction sets of %s: %.0f%% coverage, quantile %.4f",
-        folder,
-        default * 100,
-        quantiles[f"{default:.2f}"],
-    )
+    log.info("prediction sets of %s fitted on %s", folder, source)
     return meta
 
 
@@ -206,16 +214,15 @@ def fit_conformal(
 ) -> dict[str, Any]:
     """Fit the prediction sets (in place, or on a copy at `out`) on the `split_name` split of every
     (dataset, split file) pair, pooled; return what was stored."""
-    from dermalens.evaluation.outputs import pooled_probabilities
-    from dermalens.inference.engine import Engine
+    from dermalens.evaluation.outputs import Pooled, refit_on_splits
 
     check_coverage(coverage)
-    folder, _ = load_meta(model, verify=False)
-    folder = writable_copy(folder, out)
-    engine = Engine.load(folder)
-    pooled = pooled_probabilities(engine, datasets, split_name, progress=progress)
-    meta = fit_conformal_artifact(
-        folder, pooled.probs, pooled.labels, coverage=coverage, source=pooled.text, meta=engine.meta
-    )
+
+    def fit(folder: Path, pooled: Pooled, meta: ArtifactMeta) -> ArtifactMeta:
+        return fit_conformal_artifact(
+            folder, pooled.probs, pooled.labels, coverage=coverage, source=pooled.text, meta=meta
+        )
+
+    folder, meta = refit_on_splits(model, datasets, fit, split_name=split_name, out=out, progress=progress)
     fitted = asdict(meta.conformal) if meta.conformal is not None else {}
     return {"artifact": str(folder), **fitted, "validation": meta.metrics["conformal"]}

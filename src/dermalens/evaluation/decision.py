@@ -27,7 +27,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from dermalens.evaluation.run import label_targets, model_label
 from dermalens.inference.probabilities import top_class
-from dermalens.models.artifact import ArtifactMeta, load_meta, writable_copy, write_meta
+from dermalens.models.artifact import ArtifactMeta, load_meta, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +146,12 @@ def fit_decision(
 ) -> dict[str, Any]:
     """Fit the decision rule (in place, or on a copy at `out`) on the `split_name` split of every
     (dataset, split file) pair, pooled and scored per source; return the evidence."""
-    from dermalens.evaluation.outputs import pooled_probabilities
-    from dermalens.inference.engine import Engine
+    from dermalens.evaluation.outputs import Pooled, refit_on_splits
 
-    folder, _ = load_meta(model, verify=False)
-    folder = writable_copy(folder, out)
-    engine = Engine.load(folder)
-    pooled = pooled_probabilities(engine, datasets, split_name, progress=progress)
-    meta = fit_decision_artifact(
-        folder, pooled.probs, pooled.labels, pooled.sources, source=pooled.text, meta=engine.meta
-    )
+    def fit(folder: Path, pooled: Pooled, meta: ArtifactMeta) -> ArtifactMeta:
+        return fit_decision_artifact(
+            folder, pooled.probs, pooled.labels, pooled.sources, source=pooled.text, meta=meta
+        )
+
+    folder, meta = refit_on_splits(model, datasets, fit, split_name=split_name, out=out, progress=progress)
     return {"artifact": str(folder), **meta.metrics["decision"]}

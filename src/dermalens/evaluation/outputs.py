@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 from dermalens.data.records import Record
 from dermalens.inference.combined import Combined, Outputs, combine
 from dermalens.inference.engine import ArtifactPath, Engine, EngineRun
+from dermalens.models.artifact import ArtifactMeta, load_meta, writable_copy
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +95,21 @@ def pooled_probabilities(
         names.append(f"{Path(split_file).name} ({len(outputs.image_ids)} images)")
     text = f"split {split_name!r} of " + " + ".join(names)
     return Pooled(np.concatenate(probs), labels, sources, groups, text)
+
+
+def refit_on_splits(
+    model: ArtifactPath,
+    datasets: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+    fit: Callable[[Path, Pooled, ArtifactMeta], ArtifactMeta],
+    *,
+    split_name: str = "val",
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> tuple[Path, ArtifactMeta]:
+    """Open an artifact (in place, or a copy at `out`), pool its probabilities on the `split_name`
+    split of every (dataset, split file) pair, and let `fit` store what it fits from them."""
+    folder, _ = load_meta(model, verify=False)  # only where it is: the engine verifies it, once
+    folder = writable_copy(folder, out)
+    engine = Engine.load(folder)
+    pooled = pooled_probabilities(engine, datasets, split_name, progress=progress)
+    return folder, fit(folder, pooled, engine.meta)

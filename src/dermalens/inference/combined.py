@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermalens.inference.conformal import prediction_sets, set_labels
+from dermalens.inference.conformal import set_labels, shown_sets
 from dermalens.inference.probabilities import top_class, view_probabilities
 from dermalens.inference.results import Prediction, decide
 from dermalens.models.artifact import ArtifactError, ArtifactMeta
@@ -58,11 +58,12 @@ class Combined:
 
     @property
     def sets(self) -> list[list[str]] | None:
-        """Each image's prediction set (most probable first), or None without a fitted quantile."""
+        """Each image's prediction set (its diagnosis first: `shown_sets`), or None without a quantile."""
         if self.conformal is None:
             return None
-        member = prediction_sets(self.probs, self.conformal[1])
-        return [set_labels(member[j], self.classes, self.probs[j]) for j in range(len(self.probs))]
+        top = self.top
+        member = shown_sets(self.probs, self.conformal[1], top)
+        return [set_labels(member[j], self.classes, self.probs[j], int(top[j])) for j in range(len(top))]
 
     @property
     def top(self) -> np.ndarray:

@@ -40,7 +40,19 @@ def prediction_sets(probs: np.ndarray, quantile: float) -> np.ndarray:
     return probs - floor >= -EPSILON
 
 
-def set_labels(member: np.ndarray, classes: list[str], probs: np.ndarray) -> list[str]:
-    """The class names of one row's set, most probable first (how every view lists them)."""
-    chosen = [k for k in np.argsort(-probs, kind="stable") if member[k]]
-    return [classes[k] for k in chosen]
+def shown_sets(probs: np.ndarray, quantile: float, named: np.ndarray) -> np.ndarray:
+    """[N, C] the sets a person is shown: `prediction_sets` plus each row's `named` diagnosis.
+
+    Why: the named diagnosis comes from the artifact's decision rule (`top_class`), which can name a
+    rarer class than the most probable one; a set that left it out would contradict the card beside
+    it. Adding a class only makes a set larger, so the coverage stays at least the stated one."""
+    sets = prediction_sets(probs, quantile)
+    sets[np.arange(len(sets)), np.asarray(named, dtype=int)] = True
+    return sets
+
+
+def set_labels(member: np.ndarray, classes: list[str], probs: np.ndarray, named: int) -> list[str]:
+    """The class names of one row's set: the named diagnosis first, then the others, most probable
+    first (how every view lists them)."""
+    chosen = [k for k in np.argsort(-probs, kind="stable") if member[k] and k != named]
+    return [classes[k] for k in [named, *chosen]]
