@@ -168,11 +168,13 @@ def test_worker_processes_rebuild_the_same_settings(monkeypatch: pytest.MonkeyPa
 
 def test_migrate_log_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from dermalens.cli import main
+    from dermalens.server.log import SCHEMA_VERSION
 
     assert main(["migrate-log", "--log-db", str(tmp_path / "new.db")]) == 0
     assert main(["migrate-log", "--log-url", f"sqlite:///{tmp_path / 'new.db'}"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("new log, schema version 1") and out[1].endswith("already at schema version 1")
+    assert out[0].endswith(f"new log, schema version {SCHEMA_VERSION}")
+    assert out[1].endswith(f"already at schema version {SCHEMA_VERSION}")
 
 
 def test_heatmap_colours() -> None:
