@@ -188,7 +188,7 @@
     const names = r.prediction_set.map((code) => DL.dxName(code));
     const words = names.length === 1 ? names[0] : names.slice(0, -1).join(", ") + " " + t("card.set_or") + " " + names[names.length - 1];
     return el("div", { class: "prediction-set", "data-size": String(r.set_size) },
-      el("p", {}, t("card.set", { pct: pct(r.set_coverage) }) + ": ", el("strong", { class: "set-names", text: words })),
+      el("p", {}, t("card.set", { pct: pct(r.set_coverage, 0) }) + ": ", el("strong", { class: "set-names", text: words })),
       el("p", { class: "small set-meaning", text: t("card.set_meaning", { n: Math.round(r.set_coverage * 100) }) }));
   }
 
