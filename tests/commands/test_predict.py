@@ -118,7 +118,6 @@ def test_dicom_folders_are_predicted_and_evaluated_with_sets(sets_artifact, dico
     for r in rows:
         assert r["prediction_set"].split("|")[0] == r["prediction"]
         assert int(r["set_size"]) == len(r["prediction_set"].split("|")) and float(r["set_coverage"]) == 0.9
-        assert r["true_label"] in ("nv", "mel")  # from the folder name
     wider = tmp_path / "wider.csv"
     argv = ["predict", str(dicom_folder), "--model", str(sets_artifact), "--coverage", "0.95", "--quiet"]
     assert main([*argv, "--out", str(wider)]) == 0

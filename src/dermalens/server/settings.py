@@ -59,7 +59,7 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
-    @field_validator("log_db", "store_images", "log_url", mode="before")
+    @field_validator("log_db", "store_images", "log_url", "coverage", mode="before")
     @classmethod
     def _off_means_none(cls, value: object) -> object:
         """``--log-db off`` / ``--log-url off`` (or an empty value) means none."""
