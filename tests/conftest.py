@@ -161,3 +161,51 @@ def tiny_fusion_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         metadata_encoding=encoding.to_dict(),
     )
     return save_artifact(model, tmp_path_factory.mktemp("artifact") / "fusion", meta)
+
+
+#: Images of HAM10000's validation and test splits that the prediction-set tests use.
+SETS_VAL, SETS_TEST = 300, 300
+
+
+@pytest.fixture(scope="session")
+def sets_split(ham10000: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A split file of real HAM10000 images: 300 of the bundled split's val (to fit the prediction
+    sets on) and 300 of its test (to measure them), lesion-grouped as the original."""
+    import json
+
+    from dermalens.data.splits import Split
+
+    split = Split.load(Path(__file__).resolve().parents[1] / "configs/splits/ham10000-seed0.json")
+    val, test = sorted(split.ids("val"))[:SETS_VAL], sorted(split.ids("test"))[:SETS_TEST]
+    path = tmp_path_factory.mktemp("sets-split") / "split.json"
+    assignments = {i: "val" for i in val} | {i: "test" for i in test}
+    path.write_text(json.dumps({"assignments": assignments, "seed": 0}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sets_artifact(ham10000: Path, sets_split: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the bundled model whose prediction sets `dermalens conformal` fitted on the
+    validation part of `sets_split` (so the tests do not depend on the bundled model's own sets)."""
+    from dermalens.cli import main
+    from dermalens.models.artifact import BUNDLED_DIR
+
+    out = tmp_path_factory.mktemp("sets") / "model"
+    argv = ["conformal", "--model", str(BUNDLED_DIR), "--data", str(ham10000), "--split", str(sets_split)]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def dicom_folder(ham10000: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real DICOM files written with pydicom from HAM10000 images, in a folder per diagnosis (a layout
+    every reader takes): JPEG Baseline and uncompressed ones, with the patient's age, sex and site."""
+    from dicom_files import write_dicom
+
+    folder = tmp_path_factory.mktemp("dicom")
+    images = sorted((ham10000 / "images").glob("ISIC_00243*.jpg"))[:6]
+    for k, jpeg in enumerate(images):
+        label = ("nv", "mel")[k % 2]
+        (folder / label).mkdir(exist_ok=True)
+        write_dicom(folder / label / f"{jpeg.stem}.dcm", jpeg, syntax=("jpeg", "raw")[k % 2])
+    return folder

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "dermalens.commands.data",
     "dermalens.commands.train",
     "dermalens.commands.evaluate",
+    "dermalens.commands.conformal",
+    "dermalens.commands.adapt",
     "dermalens.commands.predict",
     "dermalens.commands.serve",
     "dermalens.commands.artifact",

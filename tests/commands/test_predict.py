@@ -105,3 +105,28 @@ def test_predict_compare_prints_a_row_per_model_and_writes_one_csv_row_each(
         (float(a["p_malignant"]) + float(b["p_malignant"])) / 2, abs=2e-4
     )
     assert float(a["p_malignant"]) != pytest.approx(float(b["p_malignant"]), abs=1e-4)  # different models
+
+
+@pytest.mark.realdata
+def test_dicom_folders_are_predicted_and_evaluated_with_sets(sets_artifact, dicom_folder, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    assert main(["predict", str(dicom_folder), "--model", str(sets_artifact), "--out", str(out)]) == 0
+    screen = capsys.readouterr().out
+    assert "about 90 of every 100 images" in screen
+    rows = list(csv.DictReader(out.read_bytes().decode("utf-8-sig").splitlines()))
+    assert len(rows) == 6 and all(r["file"].endswith(".dcm") and not r["error"] for r in rows)
+    for r in rows:
+        assert r["prediction_set"].split("|")[0] == r["prediction"]
+        assert int(r["set_size"]) == len(r["prediction_set"].split("|")) and float(r["set_coverage"]) == 0.9
+    wider = tmp_path / "wider.csv"
+    argv = ["predict", str(dicom_folder), "--model", str(sets_artifact), "--coverage", "0.95", "--quiet"]
+    assert main([*argv, "--out", str(wider)]) == 0
+    more = {r["file"]: r for r in csv.DictReader(wider.read_bytes().decode("utf-8-sig").splitlines())}
+    assert all(
+        set(r["prediction_set"].split("|")) <= set(more[r["file"]]["prediction_set"].split("|")) for r in rows
+    )
+    report = tmp_path / "eval"
+    argv = ["evaluate", "--model", str(sets_artifact), "--data", str(dicom_folder), "--n-boot", "20"]
+    assert main([*argv, "--out", str(report), "--no-progress"]) == 0
+    scored = list(csv.DictReader((report / "predictions.csv").open(encoding="utf-8")))
+    assert len(scored) == 6 and all(r["prediction_set"] for r in scored)

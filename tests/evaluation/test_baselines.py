@@ -122,7 +122,10 @@ def test_train_baseline_from_yaml(dataset_csv: Path, split_file: Path, tmp_path:
     result = evaluate(folder, dataset_csv, tmp_path / "eval", split_file=split_file, n_boot=10, report=False)
     assert result["multiclass"] is None and result["n"] == 14
     header = (tmp_path / "eval" / "predictions.csv").read_text().splitlines()[0]
-    assert header == "image,source,label,p_benign,p_malignant,prediction,decision,ood,ood_score"
+    assert (
+        header
+        == "image,source,label,p_benign,p_malignant,prediction,prediction_set,set_size,decision,ood,ood_score"
+    )
 
 
 def test_repo_baseline_config_is_a_valid_train_config() -> None:

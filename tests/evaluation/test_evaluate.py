@@ -36,6 +36,8 @@ def test_files_and_skipped_images(evaluation: Path) -> None:
         *(f"p_{c}" for c in DX_CODES),
         "p_malignant",
         "prediction",
+        "prediction_set",
+        "set_size",
         "decision",
         "ood",
         "ood_score",

@@ -126,15 +126,22 @@ def meta_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_artifact(model, tmp_path_factory.mktemp("artifact") / "tiny-meta", meta)
 
 
-@pytest.fixture(scope="session")
-def meta_server(meta_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The metadata-fusion artifact served with a prediction log."""
-    folder = tmp_path_factory.mktemp("meta-server")
+def logged_server(
+    artifact: Path, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[LiveServer]:
+    """One artifact served with a prediction log of its own, stopped after the session."""
+    folder = tmp_path_factory.mktemp(name)
     live = start_server(
-        ServerSettings(models=[meta_artifact], max_bytes=TEST_MAX_BYTES, log_db=folder / "predictions.db")
+        ServerSettings(models=[artifact], max_bytes=TEST_MAX_BYTES, log_db=folder / "predictions.db")
     )
     yield live
     live.stop()
+
+
+@pytest.fixture(scope="session")
+def meta_server(meta_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The metadata-fusion artifact served with a prediction log."""
+    yield from logged_server(meta_artifact, tmp_path_factory, "meta-server")
 
 
 @pytest.fixture()
@@ -162,3 +169,9 @@ def log_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
         return tmp_path / "log.db"
     server: Postgres = request.getfixturevalue("postgres")
     return server.database()
+
+
+@pytest.fixture(scope="session")
+def sets_server(sets_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The bundled model with prediction sets fitted on real validation images, with a log."""
+    yield from logged_server(sets_artifact, tmp_path_factory, "sets-server")

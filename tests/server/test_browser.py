@@ -304,3 +304,35 @@ def test_cards_show_a_row_per_model_when_several_are_loaded(
     assert refused.get_attribute("data-decision") == "refused"
     assert refused.locator("table.members").is_hidden()  # behind the closed "show anyway" toggle
     assert page.js_errors == []
+
+
+@pytest.mark.realdata
+def test_cards_show_the_prediction_set_in_words(
+    page_factory: Any, sets_server: LiveServer, ham10000: Path, tmp_path: Path
+) -> None:
+    from dicom_files import write_dicom
+
+    jpeg_file = ham10000 / "images" / "ISIC_0024306.jpg"
+    dicom = write_dicom(tmp_path / "lesion.dcm", jpeg_file)
+    page = page_factory()
+    page.goto(sets_server.url + "/")
+    files = [
+        upload("lesion.jpg", jpeg_file.read_bytes()),
+        upload("lesion.dcm", dicom.read_bytes(), "application/dicom"),
+        upload("noise_photo.png", NOISE, "image/png"),
+    ]
+    page.set_input_files("#file-input", files)
+    expect(page.locator(".card[data-state=done]")).to_have_count(3)
+    words = strings("en")
+    for name in ("lesion.jpg", "lesion.dcm"):
+        card = page.locator(".card", has_text=name)
+        box = card.locator(".prediction-set")
+        assert box.inner_text().startswith(words["card.set"].replace("{pct}", "90%"))
+        names = box.locator(".set-names").inner_text()
+        size = int(box.get_attribute("data-size"))
+        assert names and (names.count(" or ") == (1 if size > 1 else 0))
+        assert "about 90 of every 100 images" in box.locator(".set-meaning").inner_text()
+    refused = page.locator(".card", has_text="noise_photo.png")
+    assert refused.get_attribute("data-decision") == "refused"
+    assert refused.locator(".prediction-set").count() == 0
+    assert not page.js_errors

@@ -137,10 +137,14 @@ def test_a_sqlite_log_written_before_versioning_keeps_its_rows(tmp_path: Path) -
         )
     with pytest.raises(LogSchemaError, match="migrate-log"):
         PredictionLog(path)
-    migrate(path)
+    assert migrate(path) == (0, SCHEMA_VERSION)
     log = PredictionLog(path)
     (old,) = log.query()
     assert old["request_id"] == "old" and old["ood"] is True and old["correct"] is None
+    # 1 → 2 added the prediction set's columns: empty for old rows, written for new ones.
+    assert old["prediction_set"] is None and old["set_size"] is None
+    log.write([row("new", 1, prediction_set="mel|nv", set_size=2)])
+    assert log.query()[0]["prediction_set"] == "mel|nv" and log.query()[0]["set_size"] == 2
     log.close()
 
 

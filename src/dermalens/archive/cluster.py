@@ -59,7 +59,9 @@ class Scorer:
     def __init__(self, models: list[str] | None, options: dict[str, Any], extras: dict[str, Item]) -> None:
         from dermalens.inference.predictor import Classifier
 
-        self.classifier = Classifier.load(models, tta=options["tta"], threads=options["threads"])
+        self.classifier = Classifier.load(
+            models, tta=options["tta"], threads=options["threads"], coverage=options.get("coverage")
+        )
         self.options, self.extras = options, extras
         self.schema = schema(output_columns(self.classifier.classes, **options["columns"]))
 

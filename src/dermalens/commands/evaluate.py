@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dermalens.commands import data_split_pairs
+from dermalens.commands import add_data_split_options, data_split_pairs
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,15 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     decision = sub.add_parser(
         "fit-decision", help="fit the diagnosis decision rule (prior correction) on validation splits"
     )
-    decision.add_argument("--model", required=True, help="model artifact (changed in place)")
-    decision.add_argument(
-        "--data", type=Path, action="append", required=True, help="dataset; repeat with one --split each"
-    )
-    decision.add_argument(
-        "--split", type=Path, action="append", required=True, help="split file of each --data"
-    )
-    decision.add_argument("--split-name", default="val", help="split to fit on (default val)")
-    decision.add_argument("--out", type=Path, help="write the changed copy here (model left unchanged)")
+    add_data_split_options(decision, "fit")
     decision.set_defaults(func=run_fit_decision)
 
 

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _patient_options(predict)
     predict.add_argument("--tta", type=int, default=1, help="test-time augmentation views, 1-8 (default 1)")
     predict.add_argument(
+        "--coverage", type=float, help="prediction sets' coverage, e.g. 0.95 (default: the model's, 0.90)"
+    )
+    predict.add_argument(
         "--heatmaps", type=Path, help="write a heatmap overlay PNG per image into this folder"
     )
     predict.add_argument(
@@ -173,7 +176,7 @@ def run_predict(args: argparse.Namespace) -> int:
     out = args.out or args.csv
     try:
         source, unmatched = item_source(args)
-        clf = Classifier.load(args.model, runtime=args.runtime, tta=args.tta)
+        clf = Classifier.load(args.model, runtime=args.runtime, tta=args.tta, coverage=args.coverage)
         columns = output_columns(clf.classes, metadata=clf.uses_metadata, compare=args.compare)
         sink = open_sink(out, columns, resume=args.resume) if out else NullSink()
         summary = plan(source, sink)
@@ -226,6 +229,7 @@ def _run_on_ray(
     ray = connect(args.ray)
     options = {
         "tta": args.tta,
+        "coverage": args.coverage,
         "threshold": args.threshold,
         "columns": {"metadata": metadata, "compare": args.compare},
     }

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from dermalens.archive.job import Scored, Summary
-from dermalens.inference.results import REFUSAL_REASON, Prediction, PredictionError, correctness
+from dermalens.inference.results import (
+    REFUSAL_REASON,
+    Prediction,
+    PredictionError,
+    correctness,
+    coverage_words,
+)
+from dermalens.inference.rows import set_cell
 
 
 @dataclass
@@ -24,6 +31,8 @@ class Screen:
     right: int = 0
     labelled_refused: int = 0
     bar: Any = None
+    #: The coverage of the sets shown (said once, at the end, in words).
+    coverage: float | None = None
     _header: bool = field(default=False, repr=False)
 
     def start(self, summary: Summary) -> None:
@@ -70,7 +79,9 @@ class Screen:
             self._comparison(path, [*(result.members or []), result])
             return
         if not self._header:
-            self._print(f"{'file':<40} {'prediction':<10} {'p_malig':>7}  {'decision':<9} {'ood':<4} truth")
+            self._print(
+                f"{'file':<40} {'prediction':<10} {'set':<16} {'p_malig':>7}  {'decision':<9} {'ood':<4} truth"
+            )
             self._header = True
         name = path.name[:40]
         if isinstance(result, PredictionError):
@@ -81,9 +92,12 @@ class Screen:
         diagnosis = "—" if result.refused else str(result.diagnosis)  # refused: no verdict shown
         p_mal = "—" if result.refused else f"{result.p_malignant:.4f}"
         ood = "OOD" if result.ood else ""
+        shown = set_cell(result.diagnosis_set) or "—"  # refused or not fitted: no set
         self._print(
-            f"{name:<40} {diagnosis:<10} {p_mal:>7}  {result.decision:<9} {ood:<4} {label or ''} {mark}"
+            f"{name:<40} {diagnosis:<10} {shown:<16} {p_mal:>7}  {result.decision:<9} {ood:<4} {label or ''} {mark}"
         )
+        if result.diagnosis_set is not None:
+            self.coverage = result.coverage
 
     def _comparison(self, path: Path, results: list[Prediction]) -> None:
         """One image: a row per model and the ensemble (last). A refused row has no verdict."""
@@ -115,6 +129,8 @@ class Screen:
         )
         if summary.refused:
             print(f"refused: {REFUSAL_REASON}")
+        if self.coverage is not None:
+            print(f"set: {coverage_words(self.coverage)}")
         if self.judged or self.labelled_refused:
             accuracy = f"{self.right / self.judged:.3f}" if self.judged else "n/a"
             print(

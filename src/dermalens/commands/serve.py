@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, help="TCP port (default 8000)")
     serve.add_argument("--tta", type=int, help="test-time augmentation views by default, 1-8 (default 1)")
+    serve.add_argument(
+        "--coverage", type=float, help="prediction sets' coverage (default: the model's, 0.90)"
+    )
     _log_options(serve)
     _security_options(serve)
     serve.add_argument("--max-files", type=int, help="most images per request (default 20)")
@@ -139,6 +142,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "host": args.host,
         "port": args.port,
         "tta": args.tta,
+        "coverage": args.coverage,
         "log_db": args.log_db,
         "log_url": args.log_url,
         "store_images": args.store_images,
@@ -173,7 +177,9 @@ def run_serve(args: argparse.Namespace) -> int:
     # Open the log and the model before uvicorn starts: a missing model, a database that is down, a
     # log of another schema version or a server exposed without tokens is a one-line error.
     _check_access(settings)
-    classifier = Classifier.load(settings.model_arg(), tta=settings.tta, threads=settings.ort_threads())
+    classifier = Classifier.load(
+        settings.model_arg(), tta=settings.tta, threads=settings.ort_threads(), coverage=settings.coverage
+    )
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

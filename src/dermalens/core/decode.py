@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dermalens.core.dicom import DicomError, dicom_pixels, is_dicom, read_dataset
 from dermalens.core.formats import ACCEPTED_HELP, HEAD_BYTES, IMAGE_SUFFIXES, describe, sniff
 
 __all__ = ["ACCEPTED_HELP", "IMAGE_SUFFIXES", "ImageDecodeError", "ImageInput", "decode_image", "identify"]
@@ -139,6 +140,8 @@ def decode_with_size(
     if isinstance(source, Image.Image):
         rgb = np.asarray(_to_rgb(ImageOps.exif_transpose(source) or source))
         return rgb, (rgb.shape[1], rgb.shape[0])
+    if is_dicom(source):
+        return _decode_dicom(source)  # type: ignore[arg-type]
     image = _open(source)
     try:
         if getattr(image, "n_frames", 1) > 1:
@@ -161,6 +164,20 @@ def decode_with_size(
         raise ImageDecodeError(f"corrupt or truncated image: {err}", "corrupt") from None
 
 
+def _decode_dicom(source: str | os.PathLike[str] | bytes) -> tuple[np.ndarray, tuple[int, int]]:
+    """A DICOM file's first frame as RGB, and its (width, height); its faults as `ImageDecodeError`."""
+    try:
+        rgb = _array_to_rgb(dicom_pixels(read_dataset(source), MAX_PIXELS))
+    except DicomError as err:
+        where = f"{source}: " if not isinstance(source, bytes) else ""
+        raise ImageDecodeError(f"{where}{err}", err.kind) from None
+    if rgb.shape[0] < 8 or rgb.shape[1] < 8:
+        raise ImageDecodeError(
+            f"image is {rgb.shape[1]}×{rgb.shape[0]} pixels; at least 8×8 needed", "corrupt"
+        )
+    return rgb, (rgb.shape[1], rgb.shape[0])
+
+
 def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
@@ -180,6 +197,8 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
 
 def probe_image(path: str | os.PathLike[str]) -> tuple[int, int]:
     """Check that an image decodes (cheaply: JPEG at 1/8 scale); return its full (width, height)."""
+    if is_dicom(path):
+        return _decode_dicom(path)[1]
     image = _open(path)
     size = image.size
     try:

@@ -29,10 +29,13 @@ FORMATS = (
     ImageFormat("TIFF", (".tif", ".tiff"), (b"II*\x00", b"MM\x00*")),
     ImageFormat("WEBP", (".webp",)),
     ImageFormat("GIF", (), (b"GIF87a", b"GIF89a")),  # accepted as an upload; no dataset has GIFs
+    # DICOM (VL Photographic / dermoscopic photography objects): "DICM" after a 128-byte preamble;
+    # decoded by `core.dicom` (pydicom), not PIL.
+    ImageFormat("DICOM", (".dcm", ".dicom")),
 )
 #: Formats the decoder opens; anything else (PDF, PSD, EPS...) is refused by content, not name.
 ACCEPTED_FORMATS = tuple(f.name for f in FORMATS)
-ACCEPTED_HELP = "JPEG, PNG, BMP, TIFF, WebP or GIF images"
+ACCEPTED_HELP = "JPEG, PNG, BMP, TIFF, WebP or GIF images, or DICOM files (.dcm)"
 #: File suffixes that folder readers and the archive treat as images (lower case).
 IMAGE_SUFFIXES = tuple(s for f in FORMATS for s in f.suffixes)
 #: Bytes read from the start of a file to identify it (and to describe what it is when it is not one).
@@ -57,7 +60,6 @@ _OTHER_MAGIC: tuple[tuple[str, bytes], ...] = (
     ("ELF executable", b"\x7fELF"),
     ("OGG media", b"OggS"),
     ("Matroska/WebM video", b"\x1a\x45\xdf\xa3"),
-    ("DICOM file", b"DICM"),
 )
 
 
@@ -68,6 +70,8 @@ def sniff(data: bytes) -> str | None:
             return fmt.name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
+    if data[128:132] == b"DICM":
+        return "DICOM"
     if data[:2] == b"BM" and len(data) >= 18 and int.from_bytes(data[14:18], "little") in _BMP_HEADERS:
         return "BMP"
     return None
@@ -75,8 +79,6 @@ def sniff(data: bytes) -> str | None:
 
 def describe(data: bytes) -> str:
     """A short human name for non-image content, for 415 messages ("a PDF document")."""
-    if data[128:132] == b"DICM":
-        return "DICOM file"
     for name, magic in _OTHER_MAGIC:
         if data.startswith(magic):
             return name

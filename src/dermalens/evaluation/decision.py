@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
-from dermalens.evaluation.run import model_label
+from dermalens.evaluation.run import label_targets, model_label
 from dermalens.inference.probabilities import top_class
-from dermalens.models.artifact import ArtifactMeta, load_meta, writable_copy, write_meta
+from dermalens.models.artifact import ArtifactMeta, load_meta, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,7 @@ def fit_decision_artifact(
         raise ValueError(
             f"probabilities {probs.shape} do not match {len(labels)} labels × {len(meta.classes)}"
         )
-    mapped = [model_label(label, meta.classes) for label in labels]
-    keep = np.asarray([m in meta.classes for m in mapped], dtype=bool)
-    targets = np.asarray([meta.classes.index(m) for m, k in zip(mapped, keep, strict=True) if k])
+    keep, targets = label_targets(labels, meta.classes)
     tau = set_decision(
         meta, probs[keep], targets, [s for s, k in zip(sources, keep, strict=True) if k], source
     )
@@ -148,24 +146,12 @@ def fit_decision(
 ) -> dict[str, Any]:
     """Fit the decision rule (in place, or on a copy at `out`) on the `split_name` split of every
     (dataset, split file) pair, pooled and scored per source; return the evidence."""
-    from dermalens.evaluation.outputs import collect_outputs
-    from dermalens.evaluation.run import load_eval_data
-    from dermalens.inference.engine import Engine
+    from dermalens.evaluation.outputs import Pooled, refit_on_splits
 
-    folder, _ = load_meta(model, verify=False)
-    folder = writable_copy(folder, out)
-    engine = Engine.load(folder)
-    probs, labels, sources, names = [], [], [], []
-    for data_path, split_file in datasets:
-        data = load_eval_data(data_path, split_file, split_name)
-        outputs = collect_outputs(engine, data.records, progress=progress)
-        by_id = {r.image_id: r for r in data.records}
-        probs.append(outputs.probabilities())
-        labels += [by_id[i].label for i in outputs.image_ids]
-        sources += [by_id[i].source for i in outputs.image_ids]
-        names.append(f"{Path(split_file).name} ({len(outputs.image_ids)} images)")
-    text = f"split {split_name!r} of " + " + ".join(names)
-    meta = fit_decision_artifact(
-        folder, np.concatenate(probs), labels, sources, source=text, meta=engine.meta
-    )
+    def fit(folder: Path, pooled: Pooled, meta: ArtifactMeta) -> ArtifactMeta:
+        return fit_decision_artifact(
+            folder, pooled.probs, pooled.labels, pooled.sources, source=pooled.text, meta=meta
+        )
+
+    folder, meta = refit_on_splits(model, datasets, fit, split_name=split_name, out=out, progress=progress)
     return {"artifact": str(folder), **meta.metrics["decision"]}

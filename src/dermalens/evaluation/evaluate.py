@@ -23,6 +23,7 @@ import numpy as np
 from dermalens import __version__
 from dermalens.data.records import Record
 from dermalens.evaluation.bootstrap import metric_intervals
+from dermalens.evaluation.conformal import coverage_figures
 from dermalens.evaluation.metrics import (
     compute_metrics,
     jsonable,
@@ -37,6 +38,7 @@ from dermalens.evaluation.sources import source_metrics
 from dermalens.evaluation.subgroups import age_band, subgroup_metrics
 from dermalens.inference.engine import Engine
 from dermalens.inference.results import DISCLAIMER
+from dermalens.inference.rows import set_cell
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +89,17 @@ def write_predictions(path: Path, records: Sequence[Record], combined: Combined,
                 *class_columns,
                 *(["p_malignant"] if aggregate else []),
                 "prediction",
+                "prediction_set",
+                "set_size",
                 "decision",
                 "ood",
                 "ood_score",
             ]
         )
         predicted, ood, verdicts = combined.prediction, combined.ood, combined.verdicts(threshold)
+        # A refused image's set is kept, as its prediction is (the `ood` column says it was refused).
+        shown = combined.sets
+        sets: list[list[str] | None] = list(shown) if shown is not None else [None] * len(records)
         for k, record in enumerate(records):
             p_mal = float(combined.p_malignant[k])
             writer.writerow(
@@ -103,6 +110,8 @@ def write_predictions(path: Path, records: Sequence[Record], combined: Combined,
                     *(repr(float(p)) for p in combined.probs[k]),
                     *([repr(p_mal)] if aggregate else []),
                     predicted[k],
+                    set_cell(sets[k]) or "",
+                    len(sets[k] or []) or "",
                     verdicts[k],
                     int(ood[k]),
                     repr(float(combined.ood_score[k])),
@@ -175,6 +184,9 @@ def figures(
             seed=seed,
             groups=groups,
             class_bias=bias,
+        ),
+        "prediction_sets": coverage_figures(
+            labels, [r.source for r in records], combined, n_boot=n_boot, seed=seed, groups=groups
         ),
         "mel_vs_nv_auc": one_vs_auc(labels, probs, classes, "mel", against=("nv",)),
         "mel_vs_rest_auc": one_vs_auc(labels, probs, classes, "mel"),

@@ -9,11 +9,17 @@ records to the engine's inputs (paths, patient metadata, ids) and logs what coul
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from dermalens.data.records import Record
 from dermalens.inference.combined import Combined, Outputs, combine
 from dermalens.inference.engine import ArtifactPath, Engine, EngineRun
+from dermalens.models.artifact import ArtifactMeta, load_meta, writable_copy
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +58,58 @@ def collect_outputs(
     """One artifact's outputs on `records` (an artifact path, None = bundled, or a loaded engine)."""
     engine = artifact if isinstance(artifact, Engine) else Engine.load(artifact)
     return collect(engine, records, tta, progress=progress).members[0]
+
+
+@dataclass
+class Pooled:
+    """Calibrated probabilities of one model on several datasets' splits, pooled, with each row's
+    label (dx code), source and lesion, and a description of what was read (for the card)."""
+
+    probs: np.ndarray
+    labels: list[str]
+    sources: list[str]
+    groups: list[str]
+    text: str
+
+
+def pooled_probabilities(
+    engine: Engine,
+    datasets: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+    split_name: str = "val",
+    *,
+    progress: bool = False,
+) -> Pooled:
+    """The `split_name` split of every (dataset, split file) pair through a loaded engine: what the
+    validation-fitted parts of an artifact (decision rule, prediction sets) are fitted on."""
+    from dermalens.evaluation.run import load_eval_data
+
+    probs, labels, sources, groups, names = [], [], [], [], []
+    for data_path, split_file in datasets:
+        data = load_eval_data(data_path, split_file, split_name)
+        outputs = collect_outputs(engine, data.records, progress=progress)
+        by_id = {r.image_id: r for r in data.records}
+        probs.append(outputs.probabilities())
+        labels += [by_id[i].label for i in outputs.image_ids]
+        sources += [by_id[i].source for i in outputs.image_ids]
+        groups += [by_id[i].group for i in outputs.image_ids]
+        names.append(f"{Path(split_file).name} ({len(outputs.image_ids)} images)")
+    text = f"split {split_name!r} of " + " + ".join(names)
+    return Pooled(np.concatenate(probs), labels, sources, groups, text)
+
+
+def refit_on_splits(
+    model: ArtifactPath,
+    datasets: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+    fit: Callable[[Path, Pooled, ArtifactMeta], ArtifactMeta],
+    *,
+    split_name: str = "val",
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> tuple[Path, ArtifactMeta]:
+    """Open an artifact (in place, or a copy at `out`), pool its probabilities on the `split_name`
+    split of every (dataset, split file) pair, and let `fit` store what it fits from them."""
+    folder, _ = load_meta(model, verify=False)  # only where it is: the engine verifies it, once
+    folder = writable_copy(folder, out)
+    engine = Engine.load(folder)
+    pooled = pooled_probabilities(engine, datasets, split_name, progress=progress)
+    return folder, fit(folder, pooled, engine.meta)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dermalens.core.taxonomy import to_ham
 from dermalens.data.records import Record
 from dermalens.inference.combined import Combined
@@ -76,3 +78,11 @@ def model_label(label: str, classes: Sequence[str]) -> str:
     if label in classes:
         return label
     return to_ham(label) or label
+
+
+def label_targets(labels: Sequence[str], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows whose label the model can name, their class indices): labels in the model's terms
+    (`model_label`: SCC → akiec); a label it cannot name (e.g. melanosis) is left out."""
+    mapped = [model_label(label, classes) for label in labels]
+    keep = np.asarray([m in classes for m in mapped], dtype=bool)
+    return keep, np.asarray([classes.index(m) for m, k in zip(mapped, keep, strict=True) if k], dtype=int)

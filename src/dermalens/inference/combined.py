@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dermalens.inference.conformal import set_labels, shown_sets
 from dermalens.inference.probabilities import top_class, view_probabilities
 from dermalens.inference.results import Prediction, decide
 from dermalens.models.artifact import ArtifactError, ArtifactMeta
@@ -51,6 +52,18 @@ class Combined:
     threshold: float  # the members' mean operating threshold
     #: [C] the members' mean decision offsets (`ArtifactMeta.class_bias`; zeros = most probable class)
     class_bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: (coverage, APS quantile) of the prediction sets, or None where the model has none fitted
+    #: (or for an ensemble: a quantile holds for the one model it was fitted on).
+    conformal: tuple[float, float] | None = None
+
+    @property
+    def sets(self) -> list[list[str]] | None:
+        """Each image's prediction set (its diagnosis first: `shown_sets`), or None without a quantile."""
+        if self.conformal is None:
+            return None
+        top = self.top
+        member = shown_sets(self.probs, self.conformal[1], top)
+        return [set_labels(member[j], self.classes, self.probs[j], int(top[j])) for j in range(len(top))]
 
     @property
     def top(self) -> np.ndarray:
@@ -77,7 +90,8 @@ class Combined:
         """One `Prediction` per row: the decision (refused where the gate refuses), the top class
         and the malignancy probability are decided here, once, for every caller."""
         cut = self.threshold if threshold is None else threshold
-        top, refused = self.prediction, self.ood
+        top, refused, sets = self.prediction, self.ood, self.sets
+        coverage = self.conformal[0] if self.conformal else None
         return [
             Prediction(
                 probabilities={c: float(p) for c, p in zip(self.classes, self.probs[j], strict=True)},
@@ -88,14 +102,17 @@ class Combined:
                 ood=bool(refused[j]),
                 ood_score=float(self.ood_score[j]),
                 model=model,
+                prediction_set=sets[j] if sets is not None else None,
+                coverage=coverage,
             )
             for j in range(len(top))
         ]
 
 
-def combine(members: Sequence[Outputs]) -> Combined:
+def combine(members: Sequence[Outputs], coverage: float | None = None) -> Combined:
     """Average calibrated probabilities over members (on the images every member could read); the
-    OOD score is the largest member's (any member that refuses an image refuses it)."""
+    OOD score is the largest member's (any member that refuses an image refuses it). The prediction
+    sets are a single model's, at `coverage` (default: the artifact's)."""
     first = members[0]
     check_classes([m.meta for m in members])
     common = set(first.image_ids).intersection(*(m.image_ids for m in members[1:]))
@@ -117,7 +134,20 @@ def combine(members: Sequence[Outputs]) -> Combined:
         ood_score=ood,
         threshold=float(np.mean([m.meta.threshold for m in members])),
         class_bias=np.mean([m.meta.decision_bias for m in members], axis=0),
+        conformal=conformal_for([m.meta for m in members], coverage),
     )
+
+
+def conformal_for(metas: Sequence[ArtifactMeta], coverage: float | None) -> tuple[float, float] | None:
+    """The one model's (coverage, quantile); None for an ensemble or a model without sets, unless a
+    coverage was asked for: then that is an error that says why there is none."""
+    fitted = metas[0].conformal if len(metas) == 1 else None
+    if fitted is None:
+        if coverage is not None:
+            why = "an ensemble has none" if len(metas) > 1 else "this model has none fitted"
+            raise ValueError(f"no prediction sets: {why} (fit them with `dermalens conformal`)")
+        return None
+    return fitted.quantile(coverage)
 
 
 def check_classes(metas: Sequence[ArtifactMeta]) -> None:

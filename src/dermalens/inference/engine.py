@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from dermalens.core.decode import ImageDecodeError, ImageInput, decode_with_size
+from dermalens.core.dicom import with_dicom_tags
 from dermalens.core.metadata import PatientMetadata
 from dermalens.core.preprocess import Preprocessing, canonical, normalize
-from dermalens.inference.combined import Combined, Outputs, check_classes, combine
+from dermalens.inference.combined import Combined, Outputs, check_classes, combine, conformal_for
 from dermalens.inference.results import Prediction
 from dermalens.inference.runtime import create_runtime
 from dermalens.inference.tta import tta_views, undo_view
@@ -84,22 +85,29 @@ class EngineRun:
     cams: list[np.ndarray | None] = field(default_factory=list)
     #: Per combined row: the image's full upright (width, height), from its one decode.
     sizes: list[tuple[int, int]] = field(default_factory=list)
+    #: The coverage of the prediction sets asked for (None: each artifact's own).
+    coverage: float | None = None
+    #: Per input: the patient data the models read (given values, unknown ones filled from DICOM tags).
+    patients: list[PatientMetadata] = field(default_factory=list)
 
     def member_results(self, threshold: float | None = None) -> list[list[Prediction]]:
-        """Each member's own results on the combined rows (its own temperature, threshold and gate;
-        `threshold` overrides every member's)."""
-        return [combine([out]).results(threshold, out.meta.name) for out in self.members]
+        """Each member's own results on the combined rows (its own temperature, threshold, gate and
+        prediction sets; `threshold` overrides every member's)."""
+        return [combine([out], self.coverage).results(threshold, out.meta.name) for out in self.members]
 
 
 class Engine:
     """Opened ensemble members and a default TTA count; `run` is the only inference loop."""
 
-    def __init__(self, members: list[Member], tta: int = 1) -> None:
+    def __init__(self, members: list[Member], tta: int = 1, coverage: float | None = None) -> None:
         if not members:
             raise ValueError("an engine needs at least one model")
         check_classes([m.meta for m in members])
+        conformal_for([m.meta for m in members], coverage)  # a coverage the model lacks: said at once
         self.members = members
         self.tta = tta
+        #: The prediction sets' coverage (None: the artifact's own; `ConformalSets.quantile`).
+        self.coverage = coverage
 
     @classmethod
     def load(
@@ -110,10 +118,11 @@ class Engine:
         tta: int = 1,
         threads: int | None = None,
         verify: bool = True,
+        coverage: float | None = None,
     ) -> Engine:
         """Open and verify each artifact once (None = the bundled model; several = an ensemble)."""
         paths: list[ArtifactPath] = list(path) if isinstance(path, list | tuple) else [path]  # type: ignore[list-item]
-        return cls([Member.open(p, runtime, threads, verify) for p in paths], tta)
+        return cls([Member.open(p, runtime, threads, verify) for p in paths], tta, coverage)
 
     @property
     def meta(self) -> ArtifactMeta:
@@ -143,6 +152,8 @@ class Engine:
         how many inputs each chunk held (progress bars)."""
         views_n = tta or self.tta
         patients = list(patients) if patients is not None else [PatientMetadata()] * len(images)
+        if any(m.meta.metadata_inputs for m in self.members):  # a DICOM file says age, sex and site
+            patients = [with_dicom_tags(image, p) for image, p in zip(images, patients, strict=True)]
         gathered = _Gathered([[] for _ in self.members])
         for start in range(0, len(images), CHUNK):
             chunk = range(start, min(start + CHUNK, len(images)))
@@ -151,7 +162,9 @@ class Engine:
             if on_done is not None:
                 on_done(len(chunk))
         names = [str(i) for i in range(len(images))] if ids is None else list(ids)
-        return gathered.run(self.members, names, views_n, heatmap)
+        run = gathered.run(self.members, names, views_n, heatmap, self.coverage)
+        run.patients = patients
+        return run
 
     @property
     def specs(self) -> list[Preprocessing]:
@@ -236,13 +249,15 @@ class _Gathered:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     cam_views: list[list[np.ndarray]] = field(default_factory=list)
 
-    def run(self, members: Sequence[Member], names: list[str], views_n: int, heatmap: bool) -> EngineRun:
+    def run(
+        self, members: Sequence[Member], names: list[str], views_n: int, heatmap: bool, coverage: float | None
+    ) -> EngineRun:
         failed = [(names[k], str(err)) for k, err in self.errors]
         outputs = [
             _merge(member, part, [names[k] for k in self.rows], failed, views_n)
             for member, part in zip(members, self.parts, strict=True)
         ]
-        combined = combine(outputs)
+        combined = combine(outputs, coverage)
         cams: list[np.ndarray | None] = [None] * len(self.rows)
         if heatmap:  # each view's CAM of the class the ensemble chose, averaged over the views
             top = combined.top
@@ -250,7 +265,7 @@ class _Gathered:
                 np.mean([v[top[j]] for v in maps], axis=0) if maps else None
                 for j, maps in enumerate(self.cam_views)
             ]
-        return EngineRun(outputs, combined, self.rows, self.errors, self.kept, cams, self.sizes)
+        return EngineRun(outputs, combined, self.rows, self.errors, self.kept, cams, self.sizes, coverage)
 
 
 #: Inputs decoded and run per chunk: bounds memory (HAM10000's test split at once is ~350 MB).

@@ -52,9 +52,14 @@ class Classifier:
         tta: int = 1,
         threads: int | None = None,
         verify: bool = True,
+        coverage: float | None = None,
     ) -> Classifier:
-        """Load an artifact (None = the bundled model) or, given several paths, an ensemble."""
-        return cls(Engine.load(path, runtime=runtime, tta=tta, threads=threads, verify=verify))
+        """Load an artifact (None = the bundled model) or, given several paths, an ensemble.
+        `coverage` (e.g. 0.95) chooses the prediction sets' coverage among those the artifact has."""
+        engine = Engine.load(
+            path, runtime=runtime, tta=tta, threads=threads, verify=verify, coverage=coverage
+        )
+        return cls(engine)
 
     @property
     def members(self) -> list[Member]:
@@ -160,7 +165,7 @@ class Classifier:
         for j, index in enumerate(run.rows):
             result = ensemble[j]
             result.source = _source_name(images[index])
-            result.metadata = patients[index] if self.uses_metadata else None
+            result.metadata = run.patients[index] if self.uses_metadata else None
             cam = run.cams[j] if heatmap else None
             result.heatmap = None if cam is None else _normalise_cam(cam, size)
             result.image = run.canonical[j] if keep_image else None

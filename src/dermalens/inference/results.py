@@ -29,6 +29,20 @@ REFUSAL_REASON = (
 )
 
 
+def coverage_words(coverage: float) -> str:
+    """What a prediction set's coverage means, in words a clinician reads (page, CLI, card)."""
+    return (
+        f"the set lists the diagnoses that together contain the right one for about {coverage * 100:.0f} "
+        "of every 100 images like those the model was checked on; for images from another clinic or "
+        "camera it can be less often"
+    )
+
+
+def set_words(labels: list[str]) -> str:
+    """A prediction set as words: "nv", "nv or mel", "nv, bkl or mel"."""
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " or " + labels[-1]
+
+
 def decide(p_malignant: float, refused: bool, threshold: float) -> str:
     """The one decision rule: no verdict for an image the gate refuses; otherwise malignant when
     p_malignant reaches the operating threshold (the engine applies it; nothing else re-derives it)."""
@@ -72,6 +86,10 @@ class Prediction:
     image: np.ndarray | None = field(default=None, repr=False)
     #: The image's full upright (width, height) as decoded (before any reduction), when known.
     image_size: tuple[int, int] | None = None
+    #: The diagnoses that hold the true one with probability ≥ `coverage` (conformal prediction
+    #: set, most probable first), kept for analysis also when refused; None when not fitted.
+    prediction_set: list[str] | None = None
+    coverage: float | None = None
 
     @property
     def refused(self) -> bool:
@@ -84,6 +102,11 @@ class Prediction:
         return None if self.refused else self.prediction
 
     @property
+    def diagnosis_set(self) -> list[str] | None:
+        """The prediction set shown to a person: None for a refused image, or without fitted sets."""
+        return None if self.refused or self.prediction_set is None else list(self.prediction_set)
+
+    @property
     def reason(self) -> str | None:
         """Why there is no verdict (None when there is one)."""
         return REFUSAL_REASON if self.refused else None
@@ -94,6 +117,9 @@ class Prediction:
         (`inference.rows`) and `to_dict` all start from here."""
         return {
             "prediction": self.diagnosis,
+            "prediction_set": self.diagnosis_set,
+            "set_size": None if self.diagnosis_set is None else len(self.diagnosis_set),
+            "set_coverage": None if self.diagnosis_set is None else self.coverage,
             "p_malignant": self.p_malignant,
             "decision": self.decision,
             "reason": self.reason,

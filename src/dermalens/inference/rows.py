@@ -24,6 +24,9 @@ def result_columns(classes: Sequence[str]) -> list[str]:
     """The result's columns, in order: the verdict, one probability per class, the gate."""
     return [
         "prediction",
+        "prediction_set",
+        "set_size",
+        "set_coverage",
         "p_malignant",
         "decision",
         "reason",
@@ -39,7 +42,8 @@ def output_columns(
     """(name, type) of every column of a written result (CSV or Parquet), in order: the file and
     its SHA-256 (the resume key), the model with ``compare``, the result, the patient data when the
     model reads it, the truth from the file name or manifest, and the error of an unreadable file."""
-    types = {"p_malignant": float, "ood": bool, "ood_score": float} | {f"p_{c}": float for c in classes}
+    types = {"p_malignant": float, "ood": bool, "ood_score": float, "set_size": int, "set_coverage": float}
+    types |= {f"p_{c}": float for c in classes}
     return [
         ("file", str),
         ("sha256", str),
@@ -77,6 +81,9 @@ def result_row(prediction: Prediction) -> dict[str, Any]:
     fields = prediction.fields()
     return {
         "prediction": fields["prediction"],
+        "prediction_set": set_cell(fields["prediction_set"]),
+        "set_size": fields["set_size"],
+        "set_coverage": fields["set_coverage"],
         "p_malignant": fields["p_malignant"],
         "decision": fields["decision"],
         "reason": fields["reason"],
@@ -84,6 +91,11 @@ def result_row(prediction: Prediction) -> dict[str, Any]:
         "ood": fields["ood"],
         "ood_score": fields["ood_score"],
     }
+
+
+def set_cell(labels: Sequence[str] | None) -> str | None:
+    """A prediction set as one text cell, most probable first ("nv|mel"); None without a set."""
+    return None if labels is None else "|".join(labels)
 
 
 def csv_cell(column: str, value: Any) -> Any:

@@ -58,6 +58,37 @@ class ArtifactError(ValueError):
 
 
 @dataclass(config=STRICT)
+class ConformalSets:
+    """Split-conformal prediction sets over the diagnoses (`inference.conformal`): for each stated
+    coverage, the quantile of the APS conformity score fitted on held-out labelled images.
+
+    Why several coverages: a user may ask for another one (``--coverage 0.95``) without refitting;
+    each is the library's own finite-sample quantile (MAPIE), never recomputed at serving time."""
+
+    #: "0.90" → quantile of the APS score (cumulative probability up to the true class).
+    quantiles: dict[str, float]
+    #: The coverage shown when none is asked for.
+    coverage: float = 0.9
+    method: Literal["aps"] = "aps"
+    #: What it was fitted on, how many images, with which library (the card shows them).
+    source: str = ""
+    n: int = 0
+    library: str = ""
+
+    def quantile(self, coverage: float | None = None) -> tuple[float, float]:
+        """(coverage, quantile) for `coverage` (default: the artifact's); a coverage that was not
+        fitted is an error that lists those that were."""
+        wanted = self.coverage if coverage is None else coverage
+        key = f"{wanted:.2f}"
+        if key not in self.quantiles:
+            raise ValueError(
+                f"coverage {wanted} was not fitted for this model; fitted: {', '.join(sorted(self.quantiles))} "
+                "(dermalens conformal --coverage C adds one)"
+            )
+        return float(key), self.quantiles[key]
+
+
+@dataclass(config=STRICT)
 class ArtifactMeta:
     """What `artifact.json` holds."""
 
@@ -82,6 +113,8 @@ class ArtifactMeta:
     #: OOD gate: score threshold above which an image is "not dermoscopy" (None = no gate).
     ood_threshold: float | None = None
     ood_method: str = ""
+    #: Prediction sets with a stated coverage (None = not fitted: no set is given).
+    conformal: ConformalSets | None = None
     #: Metadata inputs the model expects (empty = image only) and their vector layout
     #: (`MetadataEncoding.to_dict()`); model.onnx then has a second input "metadata" [N, dim].
     metadata_inputs: list[str] = field(default_factory=list)

@@ -41,7 +41,7 @@ API_PREFIX = "/api/v1"
 
 def _load(settings: ServerSettings, classifier: Classifier | None) -> ServerState:
     classifier = classifier or Classifier.load(
-        settings.model_arg(), tta=settings.tta, threads=settings.ort_threads()
+        settings.model_arg(), tta=settings.tta, threads=settings.ort_threads(), coverage=settings.coverage
     )
     target = settings.log_target()
     prediction_log = PredictionLog(target) if target is not None else None

@@ -39,8 +39,18 @@ def _add_users(conn: Connection) -> None:
     TOKENS.create(conn, checkfirst=True)
 
 
+def _add_sets(conn: Connection) -> None:
+    """2 → 3: the prediction set's columns (rows logged before them have none: NULL); a column
+    already there is left as it is."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(PREDICTIONS.name)}
+    for name in ("prediction_set", "set_size"):
+        if name not in present:
+            kind = PREDICTIONS.c[name].type.compile(conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE predictions ADD COLUMN {name} {kind}"))
+
+
 #: version → the step that upgrades a log of that version to the next one.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _stamp_legacy, 1: _add_users}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _stamp_legacy, 1: _add_users, 2: _add_sets}
 #: The oldest version from which every step to `SCHEMA_VERSION` only adds, and runs on open.
 ADDITIVE_FROM = 1
 

@@ -14,7 +14,7 @@ from dermalens.core.decode import ACCEPTED_HELP, MAX_PIXELS
 from dermalens.core.metadata import METADATA_FIELDS
 from dermalens.core.taxonomy import DIAGNOSES, SITE_GROUPS
 from dermalens.inference.predictor import Classifier
-from dermalens.inference.results import DISCLAIMER
+from dermalens.inference.results import DISCLAIMER, coverage_words
 from dermalens.server.settings import ServerSettings
 
 
@@ -50,6 +50,7 @@ def model_card(classifier: Classifier, settings: ServerSettings) -> dict[str, An
         "threshold_rule": meta.threshold_rule,
         "temperature": meta.temperature,
         "decision_rule": meta.class_bias_rule or "the most probable class",
+        "prediction_sets": prediction_sets_rule(classifier),
         "ood_gate": any(m.gate is not None for m in classifier.members),
         "ood_threshold": meta.ood_threshold,
         "ood_method": meta.ood_method,
@@ -70,6 +71,18 @@ def model_card(classifier: Classifier, settings: ServerSettings) -> dict[str, An
         },
         "disclaimer": DISCLAIMER,
     }
+
+
+def prediction_sets_rule(classifier: Classifier) -> str:
+    """How the prediction sets are made, at the coverage served, or why there are none."""
+    fitted = classifier.meta.conformal if len(classifier.members) == 1 else None
+    if fitted is None:
+        return "none (not fitted for this model)" if len(classifier.members) == 1 else "none (an ensemble)"
+    coverage, quantile = fitted.quantile(classifier.engine.coverage)
+    return (
+        f"split-conformal sets ({fitted.method.upper()}) at {coverage:.0%} coverage (quantile {quantile:.4f}), "
+        f"fitted on {fitted.source} with {fitted.library}: {coverage_words(coverage)}"
+    )
 
 
 def metadata_inputs(classifier: Classifier) -> list[str]:

@@ -23,6 +23,9 @@ class MemberResult(BaseModel):
 
     model: str = Field(description="the member's artifact name")
     prediction: str | None = Field(description="its most probable diagnosis; null when it refuses the image")
+    prediction_set: list[str] | None = None
+    set_size: int | None = None
+    set_coverage: float | None = None
     p_malignant: float
     decision: Decision = Field(description="against the member's own threshold; 'refused' by its own gate")
     reason: str | None = None
@@ -40,6 +43,13 @@ class ImageResult(BaseModel):
     prediction_name: str | None = Field(
         description="readable (English) name of the diagnosis; null when refused"
     )
+    prediction_set: list[str] | None = Field(
+        None,
+        description="the diagnoses that together hold the true one for set_coverage of images like the "
+        "validation ones (split-conformal, APS), most probable first; null when refused or not fitted",
+    )
+    set_size: int | None = Field(None, description="how many diagnoses the set holds (larger = less sure)")
+    set_coverage: float | None = Field(None, description="the set's stated coverage, e.g. 0.9")
     p_malignant: float = Field(
         description="calibrated probability of a malignant lesion (kept for analysis when refused: no verdict)"
     )
@@ -128,6 +138,9 @@ class ModelCard(BaseModel):
     temperature: float
     decision_rule: str = Field(
         description="how the named diagnosis is chosen from the probabilities (the artifact's class_bias)"
+    )
+    prediction_sets: str = Field(
+        description="how the prediction sets are made and what they cover, or 'none'"
     )
     ood_gate: bool
     ood_threshold: float | None

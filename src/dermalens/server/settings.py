@@ -36,6 +36,8 @@ class ServerSettings(BaseSettings):
     models: list[Path] = Field(default_factory=list)
     #: Test-time augmentation views used when a request does not ask for a number.
     tta: int = Field(default=1, ge=1, le=8)
+    #: The prediction sets' coverage (None: the artifact's own; one it has fitted, e.g. 0.95).
+    coverage: float | None = Field(default=None, gt=0, lt=1)
     #: Most images in one request.
     max_files: int = Field(default=20, ge=1, le=1000)
     #: Most bytes in one request body (all files plus multipart overhead).
@@ -82,6 +84,7 @@ class ServerSettings(BaseSettings):
         "ssl_keyfile",
         "filename_key",
         "retention_days",
+        "coverage",
         mode="before",
     )
     @classmethod

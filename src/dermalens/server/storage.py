@@ -11,7 +11,15 @@ import os
 import tempfile
 from pathlib import Path
 
-_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
+_EXTENSIONS = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+    "DICOM": ".dcm",
+}
 
 
 def store_image(folder: Path, sha256: str, data: bytes, fmt: str | None) -> Path:

@@ -44,11 +44,14 @@ class LogRow:
     image_path: str | None = None
     #: The name of the API token that made the request; None on a server without tokens.
     user: str | None = None
+    #: The prediction set ("nv|mel", the named diagnosis first) and its size; None when refused or not fitted.
+    prediction_set: str | None = None
+    set_size: int | None = None
 
 
 #: The schema this code reads and writes; `migrations.MIGRATIONS` brings older logs up to it.
 #: 2: the `user` column and the `tokens` table (issue #31).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SQL_TYPES: dict[type, Callable[[], sa.types.TypeEngine[Any]]] = {
     str: sa.Text,
     int: sa.Integer,

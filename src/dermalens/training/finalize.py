@@ -1,11 +1,11 @@
 """Turn a trained run into a model artifact: calibration, operating threshold, decision rule, OOD
-gate, card data.
+gate, prediction sets, card data.
 
-All four are fitted on the *validation* split (the test split is never touched here):
+All five are fitted on the *validation* split (the test split is never touched here):
 temperature scaling on validation logits, the threshold that reaches the target
 sensitivity for malignancy on validation, the diagnosis decision rule (`evaluation.decision`:
 the prior correction with the best mean per-source balanced accuracy), and the OOD threshold at
-a validation quantile.
+a validation quantile, and the prediction sets' conformal quantiles (`evaluation.conformal`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ def build_artifact(
 ) -> Path:
     """Calibrate on validation, fit the OOD gate, and write the artifact folder."""
     from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
-    from dermalens.evaluation.decision import set_decision
 
     classes, malignant = targets_for(config.model.head)
     data: StageData = load_stage_data(config, config.stages[-1], classes)
@@ -95,17 +94,24 @@ def build_artifact(
         **({"notes": notes} if notes else {}),
     )
     meta.metrics = {"validation": quick_metrics(val.logits, val.targets, mal_idx)}
+    _fit_rules(meta, softmax(val.logits, temperature), val.targets, [r.source for r in data.val])
+    return save_artifact(model, out_dir, meta, gate)
+
+
+def _fit_rules(meta: ArtifactMeta, probs: np.ndarray, targets: np.ndarray, sources: list[str]) -> None:
+    """The diagnosis decision rule and the prediction sets, on calibrated validation probabilities;
+    either left out, with a warning, where the validation split cannot support it."""
+    from dermalens.evaluation.conformal import set_conformal
+    from dermalens.evaluation.decision import set_decision
+
     try:
-        set_decision(
-            meta,
-            softmax(val.logits, temperature),
-            val.targets,
-            [r.source for r in data.val],
-            "the validation split",
-        )
+        set_decision(meta, probs, targets, sources, "the validation split")
     except ValueError as err:  # e.g. a validation split with one diagnosis: keep the plain argmax
         log.warning("decision rule not fitted (%s); the diagnosis is the most probable class", err)
-    return save_artifact(model, out_dir, meta, gate)
+    try:
+        set_conformal(meta, probs, targets, "the validation split")
+    except ValueError as err:  # a binary head, or too few validation images for the coverage
+        log.warning("prediction sets not fitted (%s); results carry no set", err)
 
 
 def artifact_meta(config: TrainConfig, data: StageData, temperature: float, threshold: float) -> ArtifactMeta:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from dermalens.core.hashing import bytes_sha256
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
+from dermalens.inference.rows import set_cell
 from dermalens.server.auth import User
 from dermalens.server.batcher import Options, Result
 from dermalens.server.form import FIELDS_HELP, MultipartRoute, PredictForm
@@ -123,6 +124,8 @@ def _finish(
                 results={**{k: v for k, v in item.items() if k != "heatmap_png"}, "filename": logged_name},
                 image_path=stored,
                 user=user,
+                prediction_set=set_cell(item["prediction_set"]),
+                set_size=item["set_size"],
             )
         )
     if state.log is not None:

@@ -179,9 +179,19 @@
     }
     node.append(el("p", {}, t("card.diagnosis") + ": ", el("strong", { text: DL.dxName(r.prediction) }),
       ` (${pct(r.probabilities[r.prediction])})`));
+    if (r.prediction_set) node.append(setLines(r));
     node.append(el("details", { open: true }, el("summary", { text: t("card.probabilities") }), dxBars(r)));
     if (r.members) node.append(membersTable(r));
     return node;
+  }
+
+  // The prediction set ("Melanocytic nevus or Melanoma") and what its coverage means, in words.
+  function setLines(r) {
+    const names = r.prediction_set.map((code) => DL.dxName(code));
+    const words = names.length === 1 ? names[0] : names.slice(0, -1).join(", ") + " " + t("card.set_or") + " " + names[names.length - 1];
+    return el("div", { class: "prediction-set", "data-size": String(r.set_size) },
+      el("p", {}, t("card.set", { pct: pct(r.set_coverage, 0) }) + ": ", el("strong", { class: "set-names", text: words })),
+      el("p", { class: "small set-meaning", text: t("card.set_meaning", { n: Math.round(r.set_coverage * 100) }) }));
   }
 
   // Each model's own verdict beside the ensemble's (compare=true); a model that refuses has none.
@@ -282,14 +292,14 @@
   function downloadCsv() {
     const codes = data.classes.map((c) => c.code);
     const header = ["filename", "status", "decision", "p_malignant", "threshold", "prediction", "prediction_name",
-      "ood", "ood_score", "true_label", "correct", "correct_dx", "age", "sex", "site", ...codes.map((c) => "p_" + c), "error"];
+      "prediction_set", "set_size", "ood", "ood_score", "true_label", "correct", "correct_dx", "age", "sex", "site", ...codes.map((c) => "p_" + c), "error"];
     const lines = [header];
     for (const item of items) {
       const r = item.result || {};
       const probs = r.probabilities || {};
       const m = r.metadata || {}; // what the model read: empty for image-only models
       lines.push([item.name, item.status, r.decision, r.p_malignant, r.threshold, r.prediction,
-        r.prediction ? DL.dxName(r.prediction) : "", r.ood, r.ood_score, r.true_label, r.correct, r.correct_dx,
+        r.prediction ? DL.dxName(r.prediction) : "", (r.prediction_set || []).join("|"), r.set_size, r.ood, r.ood_score, r.true_label, r.correct, r.correct_dx,
         m.age, m.sex, m.site, ...codes.map((c) => probs[c]), item.error]);
     }
     const text = "\ufeff" + lines.map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
