@@ -16,12 +16,12 @@ Every function takes a seeded `numpy` generator, so an epoch is reproducible (tr
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from dermalens.core.preprocess import jpeg_roundtrip
 from dermalens.training.config import AugmentConfig
 
 
@@ -202,12 +202,3 @@ def _resolution(image: Image.Image, cfg: AugmentConfig, rng: np.random.Generator
         filters = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
         image = image.resize(size, filters[int(rng.integers(len(filters)))])
     return image
-
-
-def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
-    """Encode as JPEG at `quality` and decode again (4:2:0 chroma, as cameras and ISIC files)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return decoded.convert("RGB")
