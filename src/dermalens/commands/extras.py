@@ -27,6 +27,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
         "jinja2",
         "sqlalchemy",
         "psycopg",
+        "pydicom",
+        "pylibjpeg",
     ),
     "train": (
         "torch",
@@ -43,6 +45,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
         "pytorch_grad_cam",
         "optuna",
         "keras",
+        "mapie",
     ),
     "clahe": ("cv2",),
     "archive": ("pyarrow",),
