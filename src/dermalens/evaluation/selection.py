@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from dermalens.core.taxonomy import DX_CODES, HAM_FOLD, MALIGNANT
+from dermalens.core.taxonomy import DX_CODES, HAM_FOLD
 from dermalens.evaluation.bootstrap import percentile_interval, resamples
-from dermalens.evaluation.metrics import binary_auc
+from dermalens.evaluation.metrics import binary_auc, malignant_truth
 
 #: The rule's groups: MSK and the ISIC archive pooled; an unknown source is its own group.
 RULE_GROUPS = {"ham10000": "ham10000", "bcn": "bcn", "msk": "msk+archive", "isic-archive": "msk+archive"}
@@ -47,6 +47,13 @@ class Scored:
     labels: list[str]
     p_malignant: np.ndarray
     prediction: list[str]
+
+    def __post_init__(self) -> None:
+        # Arrays every bootstrap resample indexes: built once here, not once per resample.
+        self.label_array = np.asarray(self.labels, dtype=object)
+        self.prediction_array = np.asarray(self.prediction, dtype=object)
+        self.truth = malignant_truth(self.labels)
+        self.rule_groups = np.asarray([RULE_GROUPS.get(s, s) for s in self.sources], dtype=object)
 
     def take(self, order: Sequence[str]) -> Scored:
         at = {image: k for k, image in enumerate(self.ids)}
@@ -79,11 +86,8 @@ def read_predictions(paths: Sequence[Path]) -> Scored:
 def figures(scored: Scored, idx: np.ndarray) -> dict[str, float]:
     """The rule's figures on the rows `idx`: each group's AUC and their mean, pooled 7-class
     balanced accuracy over the classes present, BCC and melanoma recall."""
-    labels = np.asarray(scored.labels, dtype=object)[idx]
-    preds = np.asarray(scored.prediction, dtype=object)[idx]
-    groups = np.asarray([RULE_GROUPS.get(s, s) for s in scored.sources], dtype=object)[idx]
-    y = np.isin(labels, list(MALIGNANT)).astype(int)
-    p = scored.p_malignant[idx]
+    labels, preds = scored.label_array[idx], scored.prediction_array[idx]
+    groups, y, p = scored.rule_groups[idx], scored.truth[idx], scored.p_malignant[idx]
     out = {f"auc_{g}": binary_auc(y[groups == g], p[groups == g]) for g in sorted(set(groups))}
     out["rule_auc"] = float(np.nanmean(list(out.values())))
     recalls = {c: float(np.mean(preds[labels == c] == c)) for c in DX_CODES if np.any(labels == c)}
