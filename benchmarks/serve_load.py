@@ -1,4 +1,4 @@
-"""Load test of `POST /api/v1/predict` on loopback: N concurrent clients, a bounded number of requests.
+"""Load test of `POST /api/v1/predict` on loopback: N concurrent clients.
 
 Starts its own server (`dermalens serve`, in a separate process so the clients do not share
 its interpreter) on the bundled model, or `--model` artifacts, or uses `--url`. Each request
@@ -7,11 +7,17 @@ spend little CPU): by default the realistic full-quality 600×450 files of `pred
 (`--images DIR` for real files, `--synthetic` for the older smooth lesions). Unless `--url` is
 given, it first measures the predictor itself on the same files (batches of 32, in this process,
 before the server starts), and prints the server's throughput as a share of it and the p99 target
-1.5 × clients / throughput. Prints throughput, p50/p90/p99 latency and the error count; exits 1
-when any request failed.
+1.5 × clients / throughput. Prints throughput, p50/p90/p99 latency, the error count, and the CPU
+seconds the server and the client each used; exits 1 when any request failed.
 
-    python benchmarks/serve_load.py                      # 16 clients, 2000 requests, bundled model
-    python benchmarks/serve_load.py --model runs/x/artifact --clients 32 --requests 5000 --json
+The client is Debian's compiled `wrk` when it is on PATH (`apt-get install wrk`; `wrk_load.py`:
+16 keep-alive connections on 2 wrk threads for `--seconds`), else, or with `--client python`, a
+Python client of `--requests` requests (it shares the server's two cores and its interpreter costs
+CPU, so it measures the server low).
+
+    apt-get install -y wrk && python benchmarks/serve_load.py   # 16 clients, 30 s, bundled model
+    python benchmarks/serve_load.py --client python --requests 2000
+    python benchmarks/serve_load.py --model runs/x/artifact --clients 32 --seconds 60 --json
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import wrk_load
 from PIL import Image
 
 
@@ -91,7 +98,27 @@ def multipart_body(image: bytes, name: str, heatmap: bool) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) of process `pid` and its descendants so far, from /proc (Linux)."""
+    stats = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    if pid not in stats:
+        return None
+    family, total = {pid}, 0
+    for _ in range(4):  # uvicorn's workers are children of the server process
+        family |= {p for p, (parent, _) in stats.items() if parent in family}
+    total = sum(stats[p][1] for p in family)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def run_load(url: str, images: list[bytes], clients: int, requests: int, heatmap: bool) -> dict[str, float]:
+    """The Python client: `clients` threads share `requests` requests."""
+    cpu_before = time.process_time()
     latencies: list[float] = []
     errors: list[str] = []
     counter = iter(range(requests))
@@ -130,6 +157,7 @@ def run_load(url: str, images: list[bytes], clients: int, requests: int, heatmap
     for problem in errors[:5]:
         print("error:", problem, file=sys.stderr)
     return {
+        "client": "python",
         "clients": clients,
         "requests": requests,
         "ok": len(latencies),
@@ -140,6 +168,7 @@ def run_load(url: str, images: list[bytes], clients: int, requests: int, heatmap
         "p90_ms": round(float(np.percentile(ms, 90)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
         "max_ms": round(float(ms.max()), 1),
+        "client_cpu_s": round(time.process_time() - cpu_before, 2),
     }
 
 
@@ -169,6 +198,55 @@ def predictor_throughput(args: argparse.Namespace, images: list[bytes]) -> float
     return ips
 
 
+def measure(args: argparse.Namespace, images: list[bytes], folder: Path) -> tuple[dict[str, float], dict]:
+    """Start the server (unless --url), warm it up, load it; the figures and the server's /model."""
+    server = None
+    try:
+        if args.url:
+            url = args.url.rstrip("/")
+        else:
+            server, url = start_server(args, folder / "predictions.db")
+        model = httpx.get(url + "/api/v1/model", timeout=10).json()
+        run_load(url, images, min(args.clients, 8), args.warmup, args.heatmap)
+        cpu_before = tree_cpu_seconds(server.pid) if server else None
+        if args.client == "wrk":
+            bodies = [multipart_body(image, f"bench_{k}.jpg", args.heatmap) for k, image in enumerate(images)]
+            result = wrk_load.run_wrk(url, bodies, args.clients, args.seconds)
+        else:
+            result = run_load(url, images, args.clients, args.requests, args.heatmap)
+        cpu_after = tree_cpu_seconds(server.pid) if server else None
+        if cpu_before is not None and cpu_after is not None:
+            result["server_cpu_s"] = round(cpu_after - cpu_before, 2)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    return result, model
+
+
+def report(args: argparse.Namespace, result: dict) -> str:
+    lines = [
+        f"model {result['model']} (input {result['input_size'][0]}×{result['input_size'][1]}), "
+        f"{result['cpus']} CPUs, {args.clients} clients ({result['client']}), {result['requests']} "
+        f"requests of one {args.size} JPEG",
+        f"throughput {result['throughput_rps']} req/s over {result['seconds']} s; latency p50 "
+        f"{result['p50_ms']} ms, p90 {result['p90_ms']} ms, p99 {result['p99_ms']} ms, max "
+        f"{result['max_ms']} ms; errors {result['errors']}",
+        f"CPU seconds: server {result.get('server_cpu_s', 'n/a')}, client {result['client_cpu_s']} "
+        f"(of {2 * result['seconds']:.0f} on 2 cores)"
+        if result.get("cpus") == 2
+        else f"CPU seconds: server {result.get('server_cpu_s', 'n/a')}, client {result['client_cpu_s']}",
+    ]
+    if "ratio" in result:
+        target = 1.5 * args.clients / result["throughput_rps"]
+        lines.append(
+            f"predictor on the same files, batches of 32: {result['predictor_ips']} images/s -> the "
+            f"server does {result['ratio']} of it (target >= 0.8); p99 target 1.5 x {args.clients} / "
+            f"throughput = {1000 * target:.0f} ms ({'met' if result['p99_ms'] <= 1000 * target else 'not met'})"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -176,7 +254,14 @@ def main() -> int:
     parser.add_argument("--model", nargs="+", help="artifact folder(s) (default: the bundled model)")
     parser.add_argument("--url", help="load an already running server instead of starting one")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "python"),
+        default="wrk" if wrk_load.available() else "python",
+        help="load generator (default: wrk when installed)",
+    )
+    parser.add_argument("--seconds", type=float, default=30, help="wrk: how long the load lasts")
+    parser.add_argument("--requests", type=int, default=2000, help="python client: requests sent")
     parser.add_argument("--warmup", type=int, default=32, help="requests sent first and not counted")
     parser.add_argument("--size", default="600x450", help="width×height of the --synthetic JPEGs")
     parser.add_argument("--images", type=Path, help="folder of real images to send")
@@ -190,43 +275,18 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, help="server: most images per shared batch")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if args.client == "wrk" and not wrk_load.available():
+        raise SystemExit("wrk is not installed: apt-get install wrk, or pass --client python")
     width, height = (int(v) for v in args.size.lower().split("x"))
-    server = None
     with tempfile.TemporaryDirectory() as folder:
         images = test_images(args, Path(folder), (width, height))
         predictor_ips = None if args.url else predictor_throughput(args, images)
-        try:
-            if args.url:
-                url = args.url.rstrip("/")
-            else:
-                server, url = start_server(args, Path(folder) / "predictions.db")
-            model = httpx.get(url + "/api/v1/model", timeout=10).json()
-            run_load(url, images, min(args.clients, 8), args.warmup, args.heatmap)
-            result = run_load(url, images, args.clients, args.requests, args.heatmap)
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
+        result, model = measure(args, images, Path(folder))
     result = {"model": model["model_id"], "input_size": model["input_size"], "cpus": os.cpu_count(), **result}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(
-            f"model {result['model']} (input {model['input_size'][0]}×{model['input_size'][1]}), "
-            f"{result['cpus']} CPUs, {args.clients} clients, {args.requests} requests of one {args.size} JPEG"
-        )
-        print(
-            f"throughput {result['throughput_rps']} req/s over {result['seconds']} s; "
-            f"latency p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, p99 {result['p99_ms']} ms, "
-            f"max {result['max_ms']} ms; errors {result['errors']}"
-        )
-        if predictor_ips:
-            target = 1.5 * args.clients / result["throughput_rps"]
-            print(
-                f"predictor on the same files, batches of 32: {predictor_ips:.1f} images/s -> the server does "
-                f"{result['throughput_rps'] / predictor_ips:.2f} of it (target >= 0.8); p99 target "
-                f"1.5 x {args.clients} / throughput = {1000 * target:.0f} ms"
-            )
+    if predictor_ips:
+        result["predictor_ips"] = round(predictor_ips, 1)
+        result["ratio"] = round(result["throughput_rps"] / predictor_ips, 2)
+    print(json.dumps(result) if args.json else report(args, result))
     return 1 if result["errors"] else 0
 
 

@@ -88,3 +88,21 @@ def test_network_inputs_are_what_the_network_is_fed(tiny_artifact_other: Path, t
     inputs = list(engine.network_inputs([good, tmp_path / "bad.jpg", good]))
     assert len(inputs) == 2 and inputs[0].shape == (3, spec.input_size[1], spec.input_size[0])
     np.testing.assert_array_equal(inputs[0], prepare(good, spec))
+
+
+def test_lanes_score_chunks_in_parallel_with_the_same_results_in_input_order(
+    tiny_artifact: Path, images: list[np.ndarray]
+) -> None:
+    """Two lanes score chunks at once; rows, errors, logits, gate scores and CAMs are those of one
+    lane, in input order, wherever the unreadable inputs fall."""
+    inputs: list = [*images, b"not an image", *images[::-1], b"", images[2]]
+    one, two = Engine.load(tiny_artifact, threads=1), Engine.load(tiny_artifact, threads=2)
+    assert (one.lanes, two.lanes) == (1, 2)
+    assert [len(c) for c in two.chunks(len(inputs))] == [8, 7]  # one chunk per lane
+    assert [len(c) for c in two.chunks(40)] == [8] * 5  # at most CHUNK
+    a, b = (e.run(inputs, heatmap=True) for e in (one, two))
+    assert b.rows == a.rows == [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 14]
+    assert [k for k, _ in b.errors] == [6, 13]
+    assert np.allclose(b.members[0].logits, a.members[0].logits, atol=1e-6)
+    assert np.allclose(b.members[0].ood_score, a.members[0].ood_score, atol=1e-6)
+    assert all(np.allclose(x, y, atol=1e-6) for x, y in zip(a.cams, b.cams, strict=True))

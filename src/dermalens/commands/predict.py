@@ -90,7 +90,7 @@ def _ray_options(predict: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--num-actors", type=int, default=2, help="scoring actors (default 2)")
     group.add_argument(
-        "--threads-per-actor", type=int, default=1, help="CPUs (ONNX Runtime threads) per actor"
+        "--threads-per-actor", type=int, default=1, help="CPUs (inference threads) per actor"
     )
 
 

@@ -41,10 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument(
         "--workers",
         type=int,
-        help="server processes (default 1), each with its own model and cores/N ONNX Runtime threads",
+        help="server processes (default 1), each with its own model and cores/N inference threads",
     )
     serve.add_argument(
-        "--threads", type=int, help="ONNX Runtime threads per process (default: cores/workers)"
+        "--threads", type=int, help="inference threads per process (default: cores/workers)"
     )
     serve.add_argument(
         "--concurrent-batches", type=int, help="inference batches one process runs at once (default 1)"

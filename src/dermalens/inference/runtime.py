@@ -37,7 +37,7 @@ def _metadata_input(metadata: np.ndarray | None, n: int, dim: int) -> np.ndarray
 class OnnxRuntime:
     """An ONNX Runtime session over ``model.onnx``; thread-safe for concurrent `run` calls."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int = 1) -> None:
         import onnxruntime as ort
 
         # Nothing about a patient's use may leave through ORT's own telemetry (on Windows builds it
@@ -45,7 +45,8 @@ class OnnxRuntime:
         ort.disable_telemetry_events()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = threads or int(os.environ.get("DERMALENS_THREADS", "0")) or (os.cpu_count() or 1)
+        # One thread per run by default: the engine runs one session call per lane, in parallel
+        # (`inference.engine.Engine.load` gives the measurements).
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         # ORT's worker threads busy-wait after each run by default. On a small CPU they then take the
@@ -106,7 +107,7 @@ class TorchRuntime:
 
 
 def create_runtime(
-    folder: Path, meta: ArtifactMeta, runtime: str = "onnx", threads: int | None = None
+    folder: Path, meta: ArtifactMeta, runtime: str = "onnx", threads: int = 1
 ) -> Any:
     """Open the artifact's network with the named runtime; errors list the valid names."""
     if meta.architecture.startswith("baseline"):  # classical baseline: plain arrays, no network

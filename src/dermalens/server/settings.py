@@ -55,7 +55,8 @@ class ServerSettings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     #: Inference batches one process runs at the same time.
     concurrent_batches: int = Field(default=1, ge=1, le=64)
-    #: ONNX Runtime threads per process; 0 = the machine's cores divided among the workers.
+    #: Inference threads per process (the engine's lanes, each running ONNX Runtime on one thread);
+    #: 0 = the machine's cores divided among the workers.
     threads: int = Field(default=0, ge=0, le=512)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -121,7 +122,7 @@ class ServerSettings(BaseSettings):
         return self.log_url or self.log_db
 
     def ort_threads(self) -> int:
-        """ONNX Runtime threads for one worker process: given, or the cores shared out evenly."""
+        """Inference threads (lanes) for one worker process: given, or the cores shared out evenly."""
         return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
 
     def to_environment(self) -> dict[str, str]:
