@@ -1,7 +1,7 @@
 """Scoring an archive: the local streaming job against the same job on a local Ray instance.
 
     python benchmarks/archive.py [--n 10000] [--distinct 300] [--images DIR] [--out-format parquet]
-                                 [--num-actors 2] [--threads-per-actor 1] [--skip-ray]
+                                 [--layouts 2x1,1x2] [--steady 100] [--skip-ray]
 
 Builds a folder of N realistic full-quality 600×450 JPEGs (predict_speed's files, ~250 KB:
 `--distinct` of them, hard-linked under N names so the disk holds only the distinct ones), or
@@ -12,6 +12,11 @@ the job's own images/s (from its summary line: scoring only, after start-up), an
 resident memory of the process (the driver, for Ray; its actors are other processes). Then the
 ratio Ray / local. Targets (issue #19): Ray ≥ 0.8 × local on this machine, where it can only add
 overhead; the local path ≤ 1 GB peak RSS for 10,000 images.
+
+`--layouts 2x1,1x2` runs Ray once per actor layout (actors × threads per actor). `--steady M` (issue
+#32) also runs every command on the first M images and reports the steady-state rate
+(N − M) / (wall(N) − wall(M)), in which start-up (Ray's processes, the model's load) cancels out;
+the target there is Ray's best layout ≥ 0.7 × the local job.
 """
 
 from __future__ import annotations
@@ -68,37 +73,62 @@ def main() -> int:
     parser.add_argument("--images", type=Path, help="score this folder instead of generated files")
     parser.add_argument("--model", help="artifact folder (default: bundled)")
     parser.add_argument("--out-format", choices=("parquet", "csv"), default="parquet")
-    parser.add_argument("--num-actors", type=int, default=2)
-    parser.add_argument("--threads-per-actor", type=int, default=1)
+    parser.add_argument("--layouts", default="2x1", help="Ray layouts, ACTORSxTHREADS, comma-separated")
+    parser.add_argument("--steady", type=int, help="also run on this many images: steady-state rates")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dermalens-archive-") as tmp:
         work = Path(tmp)
         folder = args.images or make_folder(work / "images", args.n, args.distinct, work / "distinct")
         n = sum(1 for _ in folder.rglob("*.jpg"))
-        base = [sys.executable, "-m", "dermalens.cli", "predict", str(folder), "--quiet"]
-        base += ["--model", args.model] if args.model else []
-        print(f"{n} images in {folder} (cores: {os.cpu_count()})")
-        results = {}
-        local = work / f"local.{args.out_format}"
-        results["local"] = run([*base, "--out", str(local)])
-        if not args.skip_ray:
-            remote = work / f"ray.{args.out_format}"
-            ray_args = ["--ray", "local", "--num-actors", str(args.num_actors)]
-            ray_args += ["--threads-per-actor", str(args.threads_per_actor)]
-            results["ray"] = run([*base, "--out", str(remote), *ray_args])
-        for name, (wall, rate, peak, line) in results.items():
-            print(
-                f"{name:<6} wall {wall:7.1f} s  {n / wall:6.1f} images/s end to end  job {rate:6.1f} images/s  "
-                f"peak RSS {peak / 2**20:7.0f} MiB   [{line}]"
-            )
-        if "ray" in results:
-            (lw, lr, _, _), (rw, rr, _, _) = results["local"], results["ray"]
-            print(f"Ray / local: {rr / lr:.2f} (job images/s), {lw / rw:.2f} (end to end); target ≥ 0.8")
-        print(
-            f"local peak RSS for {n} images: {results['local'][2] / 2**30:.2f} GiB; target ≤ 1 GiB for 10,000"
+        small = (
+            make_folder(work / "small", args.steady, args.distinct, work / "distinct")
+            if args.steady
+            else None
         )
+        print(f"{n} images in {folder} (cores: {os.cpu_count()})")
+        modes = {"local": []}
+        if not args.skip_ray:
+            for layout in args.layouts.split(","):
+                actors, threads = layout.lower().split("x")
+                modes[f"ray {layout}"] = [
+                    "--ray",
+                    "local",
+                    "--num-actors",
+                    actors,
+                    "--threads-per-actor",
+                    threads,
+                ]
+        results = {}
+        for name, extra in modes.items():
+            base = [sys.executable, "-m", "dermalens.cli", "predict", "--quiet", *extra]
+            base += ["--model", args.model] if args.model else []
+            out = work / f"{name.replace(' ', '-')}.{args.out_format}"
+            results[name] = run([*base, str(folder), "--out", str(out)])
+            if small is not None:
+                results[name] += run(
+                    [*base, str(small), "--out", str(out.with_suffix(".small" + out.suffix))]
+                )[:1]
+        report(results, n, args.steady)
     return 0
+
+
+def report(results: dict[str, tuple], n: int, steady: int | None) -> None:
+    for name, (wall, rate, peak, line, *small) in results.items():
+        more = f"  steady {(n - steady) / (wall - small[0]):6.1f} images/s" if small and steady else ""
+        print(
+            f"{name:<9} wall {wall:7.1f} s  {n / wall:6.1f} images/s end to end  job {rate:6.1f} images/s"
+            f"{more}  peak RSS {peak / 2**20:6.0f} MiB   [{line}]"
+        )
+    local = results["local"]
+    for name, other in results.items():
+        if name == "local":
+            continue
+        line = f"{name} / local: {other[1] / local[1]:.2f} (job images/s), {local[0] / other[0]:.2f} (end to end)"
+        if steady:
+            line += f", {(local[4] - local[0]) / (other[4] - other[0]):.2f} (steady state; target ≥ 0.7)"
+        print(line)
+    print(f"local peak RSS for {n} images: {local[2] / 2**30:.2f} GiB; target ≤ 1 GiB for 10,000")
 
 
 if __name__ == "__main__":

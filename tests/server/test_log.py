@@ -71,6 +71,36 @@ def test_concurrent_writers_lose_no_rows(log_target: str | Path) -> None:
     other.close()
 
 
+def test_concurrent_writes_share_transactions_and_a_bad_one_fails_alone(log_target: str | Path) -> None:
+    """Group commit (`server.group_commit`): requests waiting at the same time are committed
+    together, each returns only once its rows are in, and a request whose rows break a constraint
+    fails alone, with the database's own error, while those grouped with it are logged."""
+    log = PredictionLog(log_target)
+    commits = []
+    sa.event.listen(log._engine, "commit", lambda conn: commits.append(1))
+    errors: dict[int, Exception] = {}
+    start = threading.Barrier(24)
+
+    def write(t: int) -> None:
+        start.wait()
+        for i in range(10):
+            bad = t == 5 and i == 3
+            try:
+                log.write([row(f"r{t}-{i}", t * 100 + i, **({"sha256": None} if bad else {}))])
+            except sa.exc.IntegrityError as err:
+                errors[t * 100 + i] = err
+
+    workers = [threading.Thread(target=write, args=(t,)) for t in range(24)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert list(errors) == [503]
+    assert log.count() == 24 * 10 - 1
+    assert len(commits) < 24 * 10  # fewer transactions than requests
+    log.close()
+
+
 def test_a_failed_write_is_rolled_back(log_target: str | Path) -> None:
     log = PredictionLog(log_target)
     log.write([row("ok", 1)])

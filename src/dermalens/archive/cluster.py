@@ -1,9 +1,12 @@
 """The archive job on a Ray cluster (``dermalens predict SRC --out OUT --ray auto|ADDRESS``).
 
-Ray Data reads the images as binary files (`ray.data.read_binary_files`: on the nodes, from a
-path every node sees: a shared file system or a bucket it mounts) and an actor pool scores them
-with `map_batches`: each actor opens and verifies the model once (`Classifier.load`) and runs
-`archive.job.score_items`, the function the local job runs, so both give the same rows. The
+The driver hands Ray Data the images' paths (`ray.data.from_items`) and an actor pool scores them
+with `map_batches`: each actor opens and verifies the model once (`Classifier.load`), reads its
+batch's files itself (from a path every node sees: a shared file system or a bucket it mounts)
+and runs `archive.job.score_items`, the function the local job runs, so both give the same rows.
+Why not `ray.data.read_binary_files`: its read tasks, a few files each, asked for no CPU so that
+the actors could hold every core, and Ray then started a worker process for each (22 on two
+cores): reading alone ran at 7 images/s (`docs/performance.md`). The
 scored batches stream back to the driver, which writes them to the same sink as the local job:
 the same CSV or Parquet layout, the same resume by (path, SHA-256), the same atomic batches.
 
@@ -26,8 +29,6 @@ from dermalens.archive.sources import Item
 from dermalens.inference.rows import output_columns
 
 log = logging.getLogger(__name__)
-#: CPUs a file-reading task asks of Ray.
-READ_CPUS = 0.0
 
 
 class RayUnavailable(RuntimeError):
@@ -70,7 +71,7 @@ class Scorer:
 
         paths = [str(p) for p in batch["path"]]
         chunk = [self.extras.get(p) or Item(Path(p), _folder_label(p)) for p in paths]
-        loaded = [(bytes(data), _sha(bytes(data))) for data in batch["bytes"]]
+        loaded = [read(item) for item in chunk]
         _, rows = score_items(
             self.classifier,
             chunk,
@@ -79,12 +80,6 @@ class Scorer:
             compare=self.options["columns"]["compare"],
         )
         return pa.Table.from_pylist(rows, schema=self.schema)
-
-
-def _sha(data: bytes) -> str:
-    from dermalens.core.hashing import bytes_sha256
-
-    return bytes_sha256(data)
 
 
 def _folder_label(path: str) -> str | None:
@@ -117,10 +112,8 @@ def run_ray(
     todo, extras = _todo(source, sink, summary, options["columns"]["compare"])
     if todo:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
-        # Reading files is I/O: its tasks ask for no CPU, so that an actor pool that holds every
-        # CPU of the cluster (2 actors × 1 CPU on a 2-core machine) still leaves room to read.
-        dataset = ray.data.read_binary_files(
-            [str(i.path) for i in todo], include_paths=True, num_cpus=READ_CPUS
+        dataset = ray.data.from_items(
+            [{"path": str(i.path)} for i in todo], override_num_blocks=-(-len(todo) // batch)
         )
         scored = dataset.map_batches(
             Scorer,

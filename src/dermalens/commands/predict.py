@@ -89,9 +89,7 @@ def _ray_options(predict: argparse.ArgumentParser) -> None:
         "here), or an address such as ray://head:10001",
     )
     group.add_argument("--num-actors", type=int, default=2, help="scoring actors (default 2)")
-    group.add_argument(
-        "--threads-per-actor", type=int, default=1, help="CPUs (inference threads) per actor"
-    )
+    group.add_argument("--threads-per-actor", type=int, default=1, help="CPUs (inference threads) per actor")
 
 
 def _export_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -43,11 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=int,
         help="server processes (default 1), each with its own model and cores/N inference threads",
     )
-    serve.add_argument(
-        "--threads", type=int, help="inference threads per process (default: cores/workers)"
-    )
+    serve.add_argument("--threads", type=int, help="inference threads per process (default: cores/workers)")
     serve.add_argument(
         "--concurrent-batches", type=int, help="inference batches one process runs at once (default 1)"
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="uvicorn's access log, a line per HTTP request on stderr (default off: predictions are in the "
+        "prediction log)",
     )
     serve.set_defaults(func=run_serve)
     _migrate_command(sub)
@@ -151,6 +155,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "workers": args.workers,
         "threads": args.threads,
         "concurrent_batches": args.concurrent_batches,
+        "access_log": args.access_log or None,
         "no_auth": args.no_auth,
         "ssl_certfile": args.ssl_certfile,
         "ssl_keyfile": args.ssl_keyfile,
@@ -184,6 +189,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "host": settings.host,
         "port": settings.port,
         "log_level": "info",
+        "access_log": settings.access_log,
         "timeout_graceful_shutdown": 10,
         **uvicorn_options(),
     }

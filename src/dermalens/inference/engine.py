@@ -121,8 +121,7 @@ class Engine:
         threads = threads or int(os.environ.get("DERMALENS_THREADS", "0")) or (os.cpu_count() or 1)
         parallel = all(isinstance(m.runtime, OnnxRuntime) for m in members)
         self.lanes = threads if parallel else 1
-        if self.lanes > 1:
-            _one_blas_thread()
+        _one_blas_thread()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -181,7 +180,9 @@ class Engine:
         gathered = _Gathered([[] for _ in self.members])
 
         def score(chunk: list[int]) -> _Scored:
-            return self._score_chunk([images[k] for k in chunk], [patients[k] for k in chunk], views_n, heatmap)
+            return self._score_chunk(
+                [images[k] for k in chunk], [patients[k] for k in chunk], views_n, heatmap
+            )
 
         chunks = self.chunks(len(images))
         for chunk, scored in zip(chunks, self._in_lanes(score, chunks), strict=True):
@@ -293,8 +294,9 @@ class Engine:
 
 def _one_blas_thread() -> None:
     """Numpy's BLAS (the OOD gate's products) on one thread, for the whole process: its worker
-    threads busy-wait after each product and took the cores from the lanes. Measured on 2 cores,
-    200 600×450 JPEGs in one call: 155 images/s with OpenBLAS's own threads, 251 with one."""
+    threads busy-wait after each product and took the cores from the lanes (and, with one lane per
+    process, from the other processes). Measured on 2 cores, 200 600×450 JPEGs in one call: 155
+    images/s with OpenBLAS's own threads, 251 with one; `serve --workers 2`: 95 requests/s, 154."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")

@@ -106,9 +106,7 @@ class TorchRuntime:
         return out
 
 
-def create_runtime(
-    folder: Path, meta: ArtifactMeta, runtime: str = "onnx", threads: int = 1
-) -> Any:
+def create_runtime(folder: Path, meta: ArtifactMeta, runtime: str = "onnx", threads: int = 1) -> Any:
     """Open the artifact's network with the named runtime; errors list the valid names."""
     if meta.architecture.startswith("baseline"):  # classical baseline: plain arrays, no network
         from dermalens.inference.baseline import BaselineRuntime

@@ -33,6 +33,7 @@ from dermalens.server.database import (
     reason,
     retrying,
 )
+from dermalens.server.group_commit import GroupCommit
 from dermalens.server.migrations import migrate
 from dermalens.server.tables import (
     COLUMNS,
@@ -102,6 +103,7 @@ class PredictionLog:
         except LogSchemaError:
             self._engine.dispose()
             raise
+        self._writer: GroupCommit[Sequence[LogRow]] = GroupCommit(self._insert, LogUnavailable)
 
     def __str__(self) -> str:
         return describe(self.url)
@@ -113,13 +115,21 @@ class PredictionLog:
             migrations.prepare(conn, str(self))
 
     def close(self) -> None:
+        self._writer.close()
         self._engine.dispose()
 
     def write(self, rows: Sequence[LogRow]) -> None:
-        """Append all `rows` in one transaction (all or none); `LogUnavailable` if the database is not there."""
+        """Append all `rows` (all or none), returning once they are committed; `LogUnavailable` if
+        the database is not there. Concurrent calls share one transaction (`GroupCommit`)."""
+        self._writer.submit(rows)
+
+    def _insert(self, groups: list[Sequence[LogRow]]) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        values = [{"created": now, **{name: _value(r, name) for name in STORED}} for r in rows]
-        self.transaction(lambda conn: conn.execute(PREDICTIONS.insert(), values))
+        values = [
+            {"created": now, **{name: _value(r, name) for name in STORED}} for rows in groups for r in rows
+        ]
+        if values:
+            self.transaction(lambda conn: conn.execute(PREDICTIONS.insert(), values))
 
     def ping(self) -> None:
         """`LogUnavailable` unless the database answers now (a one-row query, whatever the log's size)."""

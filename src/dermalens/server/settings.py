@@ -60,6 +60,10 @@ class ServerSettings(BaseSettings):
     threads: int = Field(default=0, ge=0, le=512)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    #: uvicorn's access log (one line per HTTP request on stderr). Off by default: every prediction
+    #: is already in the prediction log, and the line cost the event loop 12 % of its time under
+    #: load (`docs/performance.md`); turn it on to audit refused requests (401, 429...) too.
+    access_log: bool = False
     #: Serve without tokens on purpose, even off loopback (a warning on every start).
     no_auth: bool = False
     #: TLS (uvicorn's own options): certificate chain and private key, PEM; HSTS is sent when on.
