@@ -75,8 +75,8 @@ def _patient_options(predict: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--metadata",
         type=Path,
-        help=f"CSV of per-image patient data, {LAYOUTS['metadata'].accepted()} "
-        "(image_id: a file name or stem; HAM10000/ISIC metadata files work)",
+        help=f"{LAYOUTS['metadata'].accepted()}; image_id is a file name or stem, one row per "
+        "image (HAM10000/ISIC metadata files work)",
     )
 
 

@@ -131,7 +131,7 @@ LAYOUTS: dict[str, Layout] = {
         ),
         Layout(
             "metadata",
-            "a --metadata CSV",
+            "a patient-data CSV (predict --metadata)",
             {
                 "image_id": ("image_id", "file", "image", "path", "filename"),
                 "age": _AGE,
