@@ -56,7 +56,7 @@ def test_parse_normalises_and_keeps_unknown_explicit():
 
 
 def test_lenient_turns_unparseable_dataset_values_into_unknown():
-    assert PatientMetadata.lenient("n/a", "?", "somewhere") == PatientMetadata()
+    assert PatientMetadata.parse("n/a", "?", "somewhere", strict=False) == PatientMetadata()
 
 
 def test_encoding_layout_sets_missing_flags_instead_of_imputing():

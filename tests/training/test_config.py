@@ -148,3 +148,39 @@ def test_print_config_shows_the_resolved_recipe_and_trains_nothing(tmp_path, cap
     assert shown["preprocessing"]["input_size"] == [192, 144]  # from the file itself
     assert shown["distill"]["weight"] == 1.0  # from two bases up its chain
     assert shown["out_dir"] == str(tmp_path) and not list(tmp_path.iterdir())
+
+
+def _depth(path: Path) -> int:
+    """How many `base:` hops a config file takes to reach a self-contained one."""
+    import yaml
+
+    base = (yaml.safe_load(path.read_text()) or {}).get("base")
+    return 0 if base is None else 1 + _depth(path.parent / base)
+
+
+def test_the_shipped_recipe_is_one_file_and_is_what_the_bundled_model_was_trained_with():
+    """configs/default.yaml (issue #30): no `base:`, and it resolves to the config the bundled soup's
+    first member was trained with (artifact.json → training.config; the soup has its own name)."""
+    import json
+
+    from dermalens.training.config import config_from_data
+
+    root = Path(__file__).resolve().parents[2]
+    assert _depth(root / "configs" / "default.yaml") == 0
+    shipped = load_config(root / "configs" / "default.yaml").to_dict()
+    trained = json.loads((root / "models" / "default" / "artifact.json").read_text())["training"]["config"]
+    assert trained["name"].startswith("soup-" + shipped["name"])
+    assert config_from_data({**trained, "name": shipped["name"]}).to_dict() == shipped
+
+
+def test_experiments_inherit_at_most_one_level_and_the_soup_members_keep_their_names():
+    """Every file of configs/experiments/ is one file or one hop from one; the ablation names the
+    model cards and docs/proxy.md link to resolve exactly as the shipped recipe and its long run."""
+    root = Path(__file__).resolve().parents[2] / "configs"
+    depths = {p.name: _depth(p) for p in sorted((root / "experiments").glob("*.yaml"))}
+    assert depths and max(depths.values()) <= 1, depths
+    for old, new in (
+        ("travel-cpu-distill1-auc", "default.yaml"),
+        ("travel-cpu-distill1-long", "experiments/default-long.yaml"),
+    ):
+        assert load_config(root / "ablations" / f"{old}.yaml").to_dict() == load_config(root / new).to_dict()

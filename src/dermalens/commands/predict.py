@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -12,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from dermalens.archive.sources import Item, items
+from dermalens.core.columns import LAYOUTS, read_table
 from dermalens.core.decode import IMAGE_SUFFIXES
 from dermalens.core.metadata import PatientMetadata
+from dermalens.core.record import with_patient
 from dermalens.inference.results import (
     DISCLAIMER,
 )
@@ -75,8 +75,8 @@ def _patient_options(predict: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--metadata",
         type=Path,
-        help="CSV of per-image patient data: an image_id/file column (file name or stem) and any of "
-        "age/age_approx, sex, site/localization/anatom_site_general (HAM10000/ISIC metadata files work)",
+        help=f"{LAYOUTS['metadata'].accepted()}; image_id is a file name or stem, one row per "
+        "image (HAM10000/ISIC metadata files work)",
     )
 
 
@@ -111,14 +111,6 @@ def _export_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     quant.set_defaults(func=run_quantize)
 
 
-_ID_COLUMNS = ("image_id", "file", "image", "path", "filename")
-_FIELD_COLUMNS = {
-    "age": ("age", "age_approx"),
-    "sex": ("sex",),
-    "site": ("site", "localization", "anatom_site_general", "anatom_site_general_challenge"),
-}
-
-
 def item_source(args: argparse.Namespace) -> tuple[Callable[[], Iterator[Item]], set[Path]]:
     """The job's items: folders, files and manifests as given (absolute paths, the resume key), a
     folder image's patient data from its `--metadata` row, else from `--age/--sex/--site`; and the
@@ -134,33 +126,25 @@ def item_source(args: argparse.Namespace) -> tuple[Callable[[], Iterator[Item]],
                 found = table.get(item.path.name) or table.get(item.path.stem)
                 if found is None and table:
                     unmatched.add(item.path)
-                item = dataclasses.replace(item, patient=found or default)
+                item = with_patient(item, found or default)
             yield item
 
     return source, unmatched
 
 
 def read_metadata_csv(path: Path) -> dict[str, PatientMetadata]:
-    """{image name or stem: PatientMetadata}; an invalid value is an error naming row and column."""
+    """{image name or stem: PatientMetadata} from a table of the ``metadata`` layout
+    (`core.columns.LAYOUTS`); an invalid value is an error naming the line, as user input."""
     if not path.is_file():
         raise ValueError(f"{path}: no such metadata CSV")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = {h.strip().lower(): h for h in reader.fieldnames or []}
-        id_col = next((header[c] for c in _ID_COLUMNS if c in header), None)
-        if id_col is None:
-            raise ValueError(f"{path}: needs an image id column, one of {', '.join(_ID_COLUMNS)}")
-        cols = {
-            f: next((header[c] for c in names if c in header), None) for f, names in _FIELD_COLUMNS.items()
-        }
-        table: dict[str, PatientMetadata] = {}
-        for line, row in enumerate(reader, start=2):
-            try:
-                patient = PatientMetadata.parse(**{f: row.get(c) if c else None for f, c in cols.items()})
-            except ValueError as err:
-                raise ValueError(f"{path} line {line}: {err}") from None
-            key = Path(str(row[id_col]).strip().replace("\\", "/")).name
-            table[key] = table[Path(key).stem] = patient
+    table: dict[str, PatientMetadata] = {}
+    for line, row in read_table(path, ("metadata",)).rows():
+        try:
+            patient = PatientMetadata.parse(row.get("age"), row.get("sex"), row.get("site"))
+        except ValueError as err:
+            raise ValueError(f"{path} line {line}: {err}") from None
+        key = Path(row["image_id"].replace("\\", "/")).name
+        table[key] = table[Path(key).stem] = patient
     return table
 
 

@@ -115,10 +115,11 @@ def dicom_patient(dataset: Any) -> PatientMetadata:
     Region Sequence's code meaning or Body Part Examined); what is absent or odd is unknown."""
     region = dataset.get("AnatomicRegionSequence")
     site = region[0].get("CodeMeaning") if region else None
-    return PatientMetadata.lenient(
+    return PatientMetadata.parse(
         _age_years(str(dataset.get("PatientAge", "") or "")),
         str(dataset.get("PatientSex", "") or "") or None,
         site or str(dataset.get("BodyPartExamined", "") or "") or None,
+        strict=False,
     )
 
 

@@ -58,6 +58,14 @@ def parse_age(value: object) -> float | None:
     return age
 
 
+def site_text(value: object) -> str | None:
+    """A body site as its dataset spells it, in lower case with single spaces (``back``, ``anterior
+    torso``), or None when empty/unknown. Records keep this finer spelling for the data summary and
+    per-site evaluation; a model reads its `SITE_GROUPS` entry (`PatientMetadata.site`)."""
+    text = " ".join(str(value).strip().lower().replace("_", " ").split()) if value is not None else ""
+    return None if text in _UNKNOWN else text
+
+
 def parse_sex(value: object) -> str | None:
     """'male'/'female', None when empty/unknown; ValueError for anything else."""
     if value is None:
@@ -79,9 +87,29 @@ class PatientMetadata:
     site: str | None = None
 
     @classmethod
-    def parse(cls, age: object = None, sex: object = None, site: object = None) -> PatientMetadata:
-        """Validate user input (CLI, API, web form); errors say what is accepted."""
-        return cls(parse_age(age), parse_sex(sex), site_group(site))
+    def parse(
+        cls, age: object = None, sex: object = None, site: object = None, *, strict: bool = True
+    ) -> PatientMetadata:
+        """The one parser of patient data, with two modes, because two kinds of input reach it.
+
+        ``strict`` (the default) is for what a person types or sends (CLI options, API, web form, a
+        prediction manifest, a ``--metadata`` table): a value that does not parse is a `ValueError`
+        saying what is accepted, because a typo silently read as "unknown" would change a
+        fusion model's answer without anyone noticing. ``strict=False`` is for the public datasets
+        a training reader reads (HAM10000, ISIC, a DICOM's tags): their odd spellings are data, not
+        mistakes of the user, so a value that does not parse becomes unknown, field by field,
+        instead of stopping a 25,000-image read. Both modes accept exactly the same spellings.
+        """
+        if strict:
+            return cls(parse_age(age), parse_sex(sex), site_group(site))
+
+        def safe(parser: Callable[[object], Any], raw: object) -> Any:
+            try:
+                return parser(raw)
+            except ValueError:
+                return None
+
+        return cls(safe(parse_age, age), safe(parse_sex, sex), safe(site_group, site))
 
     @classmethod
     def coerce(cls, value: PatientMetadata | Mapping[str, Any] | None) -> PatientMetadata:
@@ -96,18 +124,6 @@ class PatientMetadata:
                 f"unknown metadata keys {sorted(unknown)}; accepted: {', '.join(METADATA_FIELDS)}"
             )
         return cls.parse(value.get("age"), value.get("sex"), value.get("site"))
-
-    @classmethod
-    def lenient(cls, age: object = None, sex: object = None, site: object = None) -> PatientMetadata:
-        """For dataset records: a value that does not parse becomes unknown instead of an error."""
-
-        def safe(parser: Callable[[object], Any], raw: object) -> Any:
-            try:
-                return parser(raw)
-            except ValueError:
-                return None
-
-        return cls(safe(parse_age, age), safe(parse_sex, sex), safe(site_group, site))
 
     @property
     def is_empty(self) -> bool:

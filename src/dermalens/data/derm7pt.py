@@ -11,10 +11,10 @@ paths are matched case-insensitively.
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
+from dermalens.core.columns import fits, read_table
 from dermalens.core.taxonomy import UnknownLabelError, normalize_label
 from dermalens.data.records import Dataset, Record
 
@@ -44,11 +44,7 @@ def derm7pt_label(diagnosis: str) -> str | None:
 def is_derm7pt(root: Path) -> bool:
     """True for a folder with Derm7pt's ``meta/meta.csv`` (columns diagnosis and derm)."""
     meta = root / META
-    if not meta.is_file():
-        return False
-    with open(meta, newline="", encoding="utf-8-sig") as handle:
-        header = {h.strip() for h in next(csv.reader(handle), [])}
-    return {"diagnosis", "derm"} <= header
+    return meta.is_file() and fits(meta, ("derm7pt",))
 
 
 def _case_insensitive_index(images: Path) -> dict[str, Path]:
@@ -72,17 +68,16 @@ def read_derm7pt(root: Path) -> Dataset:
     records: list[Record] = []
     missing: list[str] = []
     unlabelled: list[tuple[str, str]] = []
-    with open(root / META, newline="", encoding="utf-8-sig") as handle:
-        for row in csv.DictReader(handle):
-            rel = (row.get("derm") or "").strip()
-            image_id = Path(rel).stem
-            label = derm7pt_label(row.get("diagnosis", ""))
-            if label is None:
-                unlabelled.append((image_id, f"diagnosis {row.get('diagnosis')!r} has no 7-class label"))
-                continue
-            path = index.get(rel.lower())
-            if path is None:
-                missing.append(rel)
-                continue
-            records.append(Record(path=path, label=label, group=image_id, image_id=image_id, source=SOURCE))
+    for _line, row in read_table(root / META, ("derm7pt",)).rows():
+        rel = row["path"]
+        image_id = Path(rel).stem
+        label = derm7pt_label(row["label"])
+        if label is None:
+            unlabelled.append((image_id, f"diagnosis {row['label']!r} has no 7-class label"))
+            continue
+        path = index.get(rel.lower())
+        if path is None:
+            missing.append(rel)
+            continue
+        records.append(Record(path=path, label=label, group=image_id, image_id=image_id, source=SOURCE))
     return Dataset("derm7pt", root, records, missing, skipped=unlabelled)

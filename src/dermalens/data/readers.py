@@ -8,38 +8,27 @@ and never crashes on one bad file.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from dermalens.core.columns import TableError, fits, read_table
 from dermalens.core.decode import IMAGE_SUFFIXES
-from dermalens.core.taxonomy import ALL_CODES, UnknownLabelError, normalize_label
+from dermalens.core.record import patient_fields
+from dermalens.core.taxonomy import UnknownLabelError, normalize_label
 from dermalens.data.derm7pt import is_derm7pt, read_derm7pt
-from dermalens.data.records import (
-    Dataset,
-    Record,
-    normalize_age,
-    normalize_sex,
-    normalize_site,
-)
+from dermalens.data.records import Dataset, Record
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("ham10000", "isic", "derm7pt", "folder", "csv")
 HAM_METADATA = "HAM10000_metadata.csv"
+#: The table layouts (`core.columns.LAYOUTS`) a dataset CSV may have, in the order they are tried.
+TABLE_FORMATS = ("ham10000", "isic", "derm7pt", "csv")
 
 
-def _is_class_column(name: str) -> bool:
-    """A one-hot diagnosis column of an ISIC CSV (``MEL``, ``NV``, ``AK``, ``SCC``, ``UNK``...)."""
-    try:
-        return normalize_label(name) in ALL_CODES and not name.strip().isdigit()
-    except UnknownLabelError:
-        return False
-
-
-class DatasetError(ValueError):
+class DatasetError(TableError):
     """A dataset that cannot be read as asked (wrong layout, bad CSV, strict-mode failures)."""
 
 
@@ -58,23 +47,13 @@ def index_images(root: Path) -> dict[str, Path]:
     return found
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(handle)]
-
-
-def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return [h.strip() for h in next(csv.reader(handle), [])]
-
-
 def read_ham10000(root: Path) -> Dataset:
     """HAM10000: ``HAM10000_metadata.csv`` plus images found by ``image_id`` below `root`."""
     meta = root / HAM_METADATA if root.is_dir() else root
     root = meta.parent
     images = index_images(root)
     records, missing = [], []
-    for row in _read_csv(meta):
+    for _line, row in read_table(meta, ("ham10000",)).rows():
         image_id = row["image_id"]
         if image_id not in images:
             missing.append(image_id)
@@ -82,33 +61,14 @@ def read_ham10000(root: Path) -> Dataset:
         records.append(
             Record(
                 path=images[image_id],
-                label=normalize_label(row["dx"]),
-                group=row.get("lesion_id") or image_id,
+                label=normalize_label(row["label"]),
+                group=row.get("group") or image_id,
                 image_id=image_id,
-                age=normalize_age(row.get("age")),
-                sex=normalize_sex(row.get("sex")),
-                site=normalize_site(row.get("localization")),
                 source="ham10000",
+                **patient_fields(row, strict=False),
             )
         )
     return Dataset("ham10000", root, records, missing)
-
-
-def _is_isic_groundtruth(path: Path) -> bool:
-    header = [h.upper() for h in _csv_header(path)]
-    return "IMAGE" in header and sum(_is_class_column(c) for c in header) >= 2
-
-
-def _is_isic_metadata(path: Path) -> bool:
-    header = {h.lower() for h in _csv_header(path)}
-    return "image" in header and bool(header & {"age_approx", "sex", "anatom_site_general"})
-
-
-def _isic_label(row: dict[str, str], columns: list[str]) -> str:
-    hot = [c for c in columns if row.get(c, "") not in ("", "0", "0.0", "0.00")]
-    if len(hot) != 1:
-        raise DatasetError(f"image {row.get('image')!r}: expected exactly one class column set, got {hot}")
-    return normalize_label(hot[0])
 
 
 def isic_source(lesion_id: str) -> str:
@@ -140,21 +100,19 @@ def read_isic(path: Path) -> Dataset:
     without a file (ISIC 2019 has 32 such AK rows) are reported in `missing`, not fatal.
     """
     if path.is_dir():
-        candidates = sorted(p for p in path.glob("*.csv") if _is_isic_groundtruth(p))
+        candidates = sorted(p for p in path.glob("*.csv") if fits(p, ("isic",)))
         if not candidates:
             raise DatasetError(f"no ISIC ground-truth CSV (image + one-hot class columns) in {path}")
         path = candidates[0]
     root = path.parent
     meta: dict[str, dict[str, str]] = {}
     for other in sorted(root.glob("*.csv")):
-        if other != path and _is_isic_metadata(other):
-            meta.update({row["image"]: {k.lower(): v for k, v in row.items()} for row in _read_csv(other)})
+        if other != path and fits(other, ("isic-metadata",)):
+            meta.update({row["image_id"]: row for _, row in read_table(other, ("isic-metadata",)).rows()})
     images = index_images(root)
-    rows = _read_csv(path)
-    columns = [c for c in (rows[0] if rows else {}) if _is_class_column(c)]
     records, missing = [], []
-    for row in rows:
-        image_id = row["image"]
+    for _line, row in read_table(path, ("isic",)).rows():
+        image_id = row["image_id"]
         image = find_image(images, image_id)
         if image is None:
             missing.append(image_id)
@@ -163,13 +121,11 @@ def read_isic(path: Path) -> Dataset:
         records.append(
             Record(
                 path=image,
-                label=_isic_label(row, columns),
-                group=extra.get("lesion_id") or extra.get("patient_id") or image_id,
+                label=normalize_label(row["label"]),
+                group=extra.get("group") or image_id,
                 image_id=image_id,
-                age=normalize_age(extra.get("age_approx")),
-                sex=normalize_sex(extra.get("sex")),
-                site=normalize_site(extra.get("anatom_site_general")),
-                source=isic_source(extra.get("lesion_id", "")),
+                source=isic_source(extra.get("group", "")),
+                **patient_fields(extra, strict=False),
             )
         )
     return Dataset("isic", root, records, missing)
@@ -206,13 +162,13 @@ def read_folder(root: Path) -> Dataset:
 def read_generic_csv(path: Path) -> Dataset:
     """Generic CSV with columns ``path,label[,group][,age,sex,site][,source]``; paths relative to the CSV."""
     if path.is_dir():
-        candidates = sorted(p for p in path.glob("*.csv") if {"path", "label"} <= set(_csv_header(p)))
+        candidates = sorted(p for p in path.glob("*.csv") if fits(p, ("csv",)))
         if not candidates:
             raise DatasetError(f"no CSV with columns path,label in {path}")
         path = candidates[0]
     root = path.parent
     records, missing = [], []
-    for row in _read_csv(path):
+    for _line, row in read_table(path, ("csv",)).rows():
         image = Path(row["path"])
         image = image if image.is_absolute() else root / image
         image_id = row["path"]
@@ -225,10 +181,8 @@ def read_generic_csv(path: Path) -> Dataset:
                 label=normalize_label(row["label"]),
                 group=row.get("group") or image_id,
                 image_id=image_id,
-                age=normalize_age(row.get("age")),
-                sex=normalize_sex(row.get("sex")),
-                site=normalize_site(row.get("site")),
                 source=row.get("source") or "csv",
+                **patient_fields(row, strict=False),
             )
         )
     return Dataset("csv", root, records, missing)
@@ -246,13 +200,12 @@ READERS: dict[str, Callable[[Path], Dataset]] = {
 def detect_format(path: Path) -> str:
     """Guess the layout of `path` (a folder or a CSV file); raise naming what was expected."""
     if path.is_file():
-        if path.name == HAM_METADATA or {"lesion_id", "image_id", "dx"} <= set(_csv_header(path)):
+        if path.name == HAM_METADATA:
             return "ham10000"
-        if _is_isic_groundtruth(path):
-            return "isic"
-        if {"path", "label"} <= set(_csv_header(path)):
-            return "csv"
-        raise DatasetError(f"{path}: CSV columns not recognised; expected {FORMAT_HELP}")
+        try:
+            return read_table(path, TABLE_FORMATS).layout.name
+        except TableError as err:
+            raise DatasetError(f"CSV columns not recognised: {err}") from None
     if not path.is_dir():
         raise DatasetError(f"{path}: no such file or folder")
     if (path / HAM_METADATA).is_file():
@@ -260,9 +213,9 @@ def detect_format(path: Path) -> str:
     if is_derm7pt(path):
         return "derm7pt"
     csvs = sorted(path.glob("*.csv"))
-    if any(_is_isic_groundtruth(p) for p in csvs):
+    if any(fits(p, ("isic",)) for p in csvs):
         return "isic"
-    if any({"path", "label"} <= set(_csv_header(p)) for p in csvs):
+    if any(fits(p, ("csv",)) for p in csvs):
         return "csv"
     if _class_dirs(path):
         return "folder"

@@ -1,4 +1,5 @@
-"""The one record every dataset reader yields, and the result of reading a dataset."""
+"""The result of reading a dataset: its records (`core.record.Record`, the one input record,
+re-exported here for the readers' users) and what could not be read."""
 
 from __future__ import annotations
 
@@ -7,49 +8,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dermalens.core.metadata import PatientMetadata, parse_sex
-from dermalens.core.taxonomy import binary_label, is_dx_code
+from dermalens.core.record import Record
+
+__all__ = ["Dataset", "Record"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Record:
-    """One labelled image, whatever the layout on disk.
-
-    `label` is a dx code (``mel``...) or a binary-only label (``benign``/``malignant``).
-    `group` is the lesion (or patient) id used to keep every photo of one lesion in
-    one split; it falls back to the image id when the source has none.
-    Metadata fields are ``None`` when unknown: they are never imputed here.
-    """
-
-    path: Path
-    label: str
-    group: str
-    image_id: str
-    age: float | None = None
-    sex: str | None = None
-    site: str | None = None
-    #: Where the image comes from (``ham10000``, ``bcn``, ``msk``, ``isic-archive``, ``derm7pt``, or
-    #: the reader's format for a user's folder): splits stratify by it and evaluation reports by it.
-    source: str = ""
-
-    @property
-    def binary(self) -> str:
-        """'benign' or 'malignant'."""
-        return binary_label(self.label)
-
-    @property
-    def patient(self) -> PatientMetadata:
-        """Age, sex and body-site group for metadata-fusion models; unparseable values are unknown.
-
-        ``dx_type`` is deliberately never read: it reveals how the label was obtained."""
-        return PatientMetadata.lenient(self.age, self.sex, self.site)
-
-    @property
-    def has_dx(self) -> bool:
-        """True when the label is a diagnosis, not only benign/malignant."""
-        return is_dx_code(self.label)
 
 
 @dataclass
@@ -58,7 +21,7 @@ class Dataset:
 
     format: str
     root: Path
-    records: list[Record]
+    records: list[Record[str]]
     missing: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     #: Rows left out on purpose, with the reason (e.g. a diagnosis with no 7-class label).
@@ -96,27 +59,3 @@ class Dataset:
         return Dataset(
             self.format, self.root, kept, list(self.missing), list(self.unreadable), list(self.skipped)
         )
-
-
-def normalize_sex(value: object) -> str | None:
-    """'male'/'female', or None for unknown/empty (kept explicit, never guessed): the spellings of
-    `inference.metadata.parse_sex`, the one sex parser, with anything it rejects read as unknown."""
-    try:
-        return parse_sex(value)
-    except ValueError:
-        return None
-
-
-def normalize_site(value: object) -> str | None:
-    """Lower-case anatomical site with spaces, or None when unknown/empty."""
-    text = " ".join(str(value).strip().lower().replace("_", " ").split()) if value is not None else ""
-    return None if text in ("", "unknown", "nan", "none") else text
-
-
-def normalize_age(value: object) -> float | None:
-    """Age in years as float, or None when empty or not a number."""
-    try:
-        age = float(str(value).strip())
-    except ValueError:
-        return None
-    return None if age != age or age < 0 else age  # NaN check without numpy
