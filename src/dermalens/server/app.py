@@ -45,7 +45,7 @@ def _load(settings: ServerSettings, classifier: Classifier | None) -> ServerStat
     )
     target = settings.log_target()
     prediction_log = PredictionLog(target) if target is not None else None
-    service = InferenceService(classifier, settings.max_batch, settings.concurrent_batches)
+    service = InferenceService(classifier, settings.max_batch, settings.batches())
     meta = classifier.meta
     block = {
         "model_id": meta.model_id,

@@ -54,7 +54,9 @@ class ServerSettings(BaseSettings):
     #: Server processes (uvicorn workers), each with its own model and a share of the CPU threads.
     workers: int = Field(default=1, ge=1, le=64)
     #: Inference batches one process runs at the same time.
-    concurrent_batches: int = Field(default=1, ge=1, le=64)
+    #: 0 = one per inference thread: while one batch's results go back to its clients, the next
+    #: batch already keeps the lanes busy (16 clients, 2 cores: 160 → 174 requests/s).
+    concurrent_batches: int = Field(default=0, ge=0, le=64)
     #: Inference threads per process (the engine's lanes, each running ONNX Runtime on one thread);
     #: 0 = the machine's cores divided among the workers.
     threads: int = Field(default=0, ge=0, le=512)
@@ -124,6 +126,10 @@ class ServerSettings(BaseSettings):
     def log_target(self) -> str | Path | None:
         """Where the prediction log lives (a URL or a SQLite path), or None when logging is off."""
         return self.log_url or self.log_db
+
+    def batches(self) -> int:
+        """Inference batches one worker process runs at once: given, or one per inference thread."""
+        return self.concurrent_batches or self.ort_threads()
 
     def ort_threads(self) -> int:
         """Inference threads (lanes) for one worker process: given, or the cores shared out evenly."""
