@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from dermalens.inference.results import Prediction, set_cell
 from dermalens.server import migrations
 from dermalens.server.database import (
     DOWN,
@@ -57,9 +58,49 @@ __all__ = [
     "Purge",
     "describe",
     "history_types",
+    "log_row",
     "log_url",
     "migrate",
 ]
+
+
+def log_row(
+    result: Prediction,
+    *,
+    request_id: str,
+    model_id: str,
+    model_version: str,
+    filename: str,
+    image_path: str | None = None,
+    user: str | None = None,
+) -> LogRow:
+    """The log's row of one judged result, derived from it alone: its columns are the result's own
+    fields (the model's top class as `prediction`, kept for analysis also when refused), `results`
+    its JSON form without the heatmap. `filename` is what the log keeps of the name (the name
+    itself, or its keyed hash), in the JSON form too."""
+    json_form = result.model_dump(mode="json", exclude={"heatmap_png"}) | {"filename": filename}
+    return LogRow(
+        request_id=request_id,
+        model_id=model_id,
+        model_version=model_version,
+        filename=filename,
+        sha256=result.sha256 or "",
+        size_bytes=result.size_bytes or 0,
+        width=result.width,
+        height=result.height,
+        prediction=result.top_class,
+        decision=result.decision,
+        p_malignant=result.p_malignant,
+        ood=result.ood,
+        ood_score=result.ood_score,
+        label=result.true_label,
+        correct=result.correct,
+        results=json_form,
+        image_path=image_path,
+        user=user,
+        prediction_set=set_cell(result.prediction_set),
+        set_size=result.set_size,
+    )
 
 
 @dataclass(frozen=True)
