@@ -64,43 +64,22 @@ __all__ = [
 ]
 
 
-def log_row(
-    result: Prediction,
-    *,
-    request_id: str,
-    model_id: str,
-    model_version: str,
-    filename: str,
-    image_path: str | None = None,
-    user: str | None = None,
-) -> LogRow:
-    """The log's row of one judged result, derived from it alone: its columns are the result's own
-    fields (the model's top class as `prediction`, kept for analysis also when refused), `results`
-    its JSON form without the heatmap. `filename` is what the log keeps of the name (the name
-    itself, or its keyed hash), in the JSON form too."""
+#: Log columns that hold a result field of another name: the model's top class is logged as
+#: `prediction` (kept for analysis also when refused), the truth as `label`.
+_FROM_RESULT = {"prediction": "top_class", "label": "true_label"}
+
+
+def log_row(result: Prediction, *, filename: str, **request: Any) -> LogRow:
+    """The log's row of one judged result, derived from it alone: each column that is a result field
+    is read from it (`_FROM_RESULT` for the renamed ones), the set as one cell ("nv|mel"), `results`
+    its JSON form without the heatmap; `request` gives the rest (request_id, model_id,
+    model_version, image_path, user). `filename` is what the log keeps of the name (the name itself
+    or its keyed hash), in the JSON form too."""
+    fields = type(result).model_fields
+    own = {n: getattr(result, _FROM_RESULT.get(n, n)) for n in STORED if _FROM_RESULT.get(n, n) in fields}
     json_form = result.model_dump(mode="json", exclude={"heatmap_png"}) | {"filename": filename}
-    return LogRow(
-        request_id=request_id,
-        model_id=model_id,
-        model_version=model_version,
-        filename=filename,
-        sha256=result.sha256 or "",
-        size_bytes=result.size_bytes or 0,
-        width=result.width,
-        height=result.height,
-        prediction=result.top_class,
-        decision=result.decision,
-        p_malignant=result.p_malignant,
-        ood=result.ood,
-        ood_score=result.ood_score,
-        label=result.true_label,
-        correct=result.correct,
-        results=json_form,
-        image_path=image_path,
-        user=user,
-        prediction_set=set_cell(result.prediction_set),
-        set_size=result.set_size,
-    )
+    derived = {"filename": filename, "prediction_set": set_cell(result.prediction_set), "results": json_form}
+    return LogRow(**own | derived | request)
 
 
 @dataclass(frozen=True)
