@@ -8,9 +8,9 @@ import pytest
 from conftest import lesion_like, save_image
 from dermalens import Classifier
 from dermalens.cli import main
-from dermalens.core.metadata import PatientMetadata
 from dermalens.data.records import Record
 from dermalens.evaluation.outputs import collect_outputs
+from dermalens.inference.results import PatientData
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def test_metadata_changes_the_prediction_and_is_reported(fusion):
     plain = fusion.predict(image)
     told = fusion.predict(image, metadata={"age": 85, "sex": "male", "site": "face"})
     assert fusion.uses_metadata
-    assert plain.metadata == PatientMetadata()  # nothing given: explicitly unknown
-    assert told.metadata == PatientMetadata(85.0, "male", "head/neck")
+    assert plain.metadata == PatientData()  # nothing given: explicitly unknown
+    assert told.metadata == PatientData(age=85.0, sex="male", site="head/neck")
     assert told.model_dump(mode="json")["metadata"] == {"age": 85.0, "sex": "male", "site": "head/neck"}
     assert abs(told.p_malignant - plain.p_malignant) > 1e-4
     assert sum(told.probabilities.values()) == pytest.approx(1.0)

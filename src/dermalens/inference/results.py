@@ -62,6 +62,17 @@ JSON_DIGITS = {"p_malignant": 6, "threshold": 6, "ood_score": 4, "probabilities"
 FLAT_HEAD = ("prediction", "prediction_set", "set_size", "set_coverage", "p_malignant", "decision", "reason")
 FLAT_TAIL = ("ood", "ood_score")
 
+
+class PatientData(BaseModel):
+    """The patient metadata a model read; null fields were unknown (not given)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    age: float | None = Field(None, description="age in years")
+    sex: Literal["male", "female"] | None = None
+    site: str | None = Field(None, description="body site group (see GET /model: metadata_sites)")
+
+
 #: An array the Python object carries and no serialised form shows (the API sends the heatmap as a
 #: PNG of its own, `server.render`).
 _Array = SkipJsonSchema[np.ndarray | None]
@@ -114,7 +125,7 @@ class Prediction(BaseModel):
         None, description="decision matches the label's benign/malignant class (null when refused)"
     )
     correct_dx: bool | None = Field(None, description="diagnosis matches the label (dx labels only)")
-    metadata: PatientMetadata | None = Field(
+    metadata: PatientData | None = Field(
         None, description="patient data the model read; null for image-only models (they ignore it)"
     )
     members: list[Prediction] | None = Field(
@@ -169,7 +180,8 @@ class Prediction(BaseModel):
         """This result with what the predictor knows of its image (the input's name, the patient data
         the model read, its decoded size, the heatmap, the members' own results)."""
         width, height = size or (None, None)
-        known = {"filename": filename, "metadata": metadata, "width": width, "height": height}
+        patient = None if metadata is None else PatientData.model_validate(metadata, from_attributes=True)
+        known = {"filename": filename, "metadata": patient, "width": width, "height": height}
         return self.model_copy(update=known | {"heatmap": heatmap, "image": image, "members": members})
 
     def judged(self, label: str | None, **known: Any) -> Prediction:
@@ -202,7 +214,7 @@ class Prediction(BaseModel):
         out |= {f"p_{c}": p for c, p in self.probabilities.items()}
         out |= {name: getattr(self, name) for name in FLAT_TAIL}
         if self.metadata is not None:
-            out |= self.metadata.to_dict()
+            out |= self.metadata.model_dump()
         return out | {"true_label": self.true_label, "correct": self.correct}
 
 

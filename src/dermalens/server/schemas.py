@@ -6,16 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from dermalens.inference.results import Prediction
+from dermalens.inference.results import PatientData, Prediction
 from dermalens.server.log import history_types
-
-
-class PatientData(BaseModel):
-    """The patient metadata a model read; null fields were unknown (not given)."""
-
-    age: float | None = Field(None, description="age in years")
-    sex: Literal["male", "female"] | None = None
-    site: str | None = Field(None, description="body site group (see GET /model: metadata_sites)")
 
 
 class ImageResult(Prediction):
