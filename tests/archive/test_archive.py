@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from conftest import lesion_like, save_image
-from dermalens.archive.job import plan, run_local
+from dermalens.archive.job import Summary, count_rows, plan, run_local
 from dermalens.archive.sink import CsvSink, SinkError, open_sink
 from dermalens.archive.sources import ManifestError, items
 from dermalens.cli import main
 from dermalens.inference.predictor import Classifier
-from dermalens.inference.rows import output_columns
+from dermalens.inference.results import Prediction, PredictionError
+from dermalens.inference.rows import output_columns, output_row
 
 
 def _folder(root: Path, n: int, broken: int = 0) -> Path:
@@ -259,3 +260,36 @@ def test_progress_shows_done_left_rate_and_counts(tiny_artifact, tmp_path, capsy
         == 0
     )
     assert "nothing to do: all 7 images are already in the output" in capsys.readouterr().out
+
+
+def test_the_summary_is_the_one_counter_of_judged_results() -> None:
+    """Accuracy, refusals and errors are counted from the written rows (the results' flat form), so
+    the local job, the Ray job and the screen share one count; a refused labelled image is neither."""
+
+    def result(p_malignant: float, ood: bool = False) -> Prediction:
+        decision = "refused" if ood else ("malignant" if p_malignant >= 0.5 else "benign")
+        return Prediction.decided(
+            probabilities={"nv": 1 - p_malignant, "mel": p_malignant},
+            p_malignant=p_malignant,
+            top_class="mel" if p_malignant >= 0.5 else "nv",
+            decision=decision,
+            threshold=0.5,
+            ood=ood,
+            ood_score=2.0 if ood else 0.1,
+            ranked_set=None,
+            coverage=None,
+        )
+
+    judged = [
+        ("a", result(0.9).judged("mel")),
+        ("b", result(0.9).judged("nv")),
+        ("c", result(0.2).judged(None)),
+    ]
+    judged.append(("d", result(0.9, ood=True).judged("mel")))
+    rows = [output_row(name, name, one) for name, one in judged]
+    rows.append(output_row("e", "", PredictionError("e", "truncated"), label="mel"))
+    summary = Summary(total=5)
+    count_rows(summary, rows)
+    assert (summary.scored, summary.unreadable, summary.refused, summary.malignant) == (5, 1, 1, 2)
+    assert (summary.judged, summary.right, summary.labelled_refused) == (2, 1, 1)
+    assert judged[3][1].correct is None and judged[1][1].correct is False and judged[0][1].correct_dx is True

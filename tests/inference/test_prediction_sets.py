@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dermalens import Classifier
-from dermalens.inference.rows import output_columns, result_row
+from dermalens.inference.rows import output_columns
 from dermalens.models.artifact import META_FILE
 
 pytestmark = pytest.mark.realdata
@@ -27,14 +27,13 @@ def test_each_result_carries_its_set(sets_artifact: Path, images: list[Path]) ->
     wider = Classifier.load(sets_artifact, coverage=0.95).predict(images)
     assert any(len(r.prediction_set or []) > 1 for r in wider)
     for one, more in zip(results, wider, strict=True):
-        fields = one.fields()
-        shown = fields["prediction_set"]
-        assert shown[0] == fields["prediction"] and fields["set_size"] == len(shown)
-        assert fields["set_coverage"] == 0.9 and more.fields()["set_coverage"] == 0.95
+        shown = one.prediction_set
+        assert shown and shown[0] == one.prediction and one.set_size == len(shown)
+        assert one.set_coverage == 0.9 and more.set_coverage == 0.95
         ranked = [one.probabilities[c] for c in shown[1:]]  # after the named diagnosis: by probability
         assert ranked == sorted(ranked, reverse=True)
         assert set(shown) <= set(more.prediction_set or [])
-        row = result_row(one)
+        row = one.flat()
         assert row["prediction_set"] == "|".join(shown) and row["set_size"] == len(shown)
 
 
@@ -42,9 +41,9 @@ def test_a_refused_image_gets_no_set(sets_artifact: Path) -> None:
     from skimage import data
 
     result = Classifier.load(sets_artifact).predict(data.coffee())
-    assert result.refused and result.prediction_set  # kept for analysis, never shown
-    fields = result.fields()
-    assert fields["prediction_set"] is None and fields["set_size"] is None and fields["set_coverage"] is None
+    assert result.refused and result.prediction is None and result.top_class  # kept for analysis
+    assert result.prediction_set is None and result.set_size is None and result.set_coverage is None
+    assert result.flat()["prediction_set"] is None
 
 
 def test_an_artifact_without_sets_loads_and_says_not_fitted(
@@ -55,7 +54,7 @@ def test_an_artifact_without_sets_loads_and_says_not_fitted(
     del data["conformal"]  # as artifact.json was written before prediction sets
     (old / META_FILE).write_text(json.dumps(data), encoding="utf-8")
     result = Classifier.load(old).predict(images[0])
-    assert result.prediction_set is None and result.fields()["set_size"] is None
+    assert result.prediction_set is None and result.set_size is None
     with pytest.raises(ValueError, match=r"this model has none fitted.*dermalens conformal"):
         Classifier.load(old, coverage=0.9)
     with pytest.raises(ValueError, match=r"coverage 0.93 was not fitted.*fitted: 0.80, 0.85, 0.90"):

@@ -26,7 +26,8 @@ def test_predict_accepts_path_bytes_pil_array(clf, tmp_path):
         assert set(r.probabilities) == set(clf.classes)
         assert abs(sum(r.probabilities.values()) - 1) < 1e-6
         assert r.p_malignant == pytest.approx(sum(r.probabilities[c] for c in clf.meta.malignant))
-        assert r.prediction == max(r.probabilities, key=r.probabilities.get)
+        assert r.top_class == max(r.probabilities, key=r.probabilities.get)
+        assert r.prediction == (None if r.refused else r.top_class)
         assert r.decision == ("malignant" if r.p_malignant >= clf.threshold else "benign")
     assert results[0].probabilities == pytest.approx(results[2].probabilities, abs=1e-6)
 

@@ -8,9 +8,9 @@ import pytest
 from conftest import lesion_like, save_image
 from dermalens import Classifier
 from dermalens.cli import main
-from dermalens.core.metadata import PatientMetadata
 from dermalens.data.records import Record
 from dermalens.evaluation.outputs import collect_outputs
+from dermalens.inference.results import PatientData
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,9 @@ def test_metadata_changes_the_prediction_and_is_reported(fusion):
     plain = fusion.predict(image)
     told = fusion.predict(image, metadata={"age": 85, "sex": "male", "site": "face"})
     assert fusion.uses_metadata
-    assert plain.metadata == PatientMetadata()  # nothing given: explicitly unknown
-    assert told.metadata == PatientMetadata(85.0, "male", "head/neck")
-    assert told.to_dict()["metadata"] == {"age": 85.0, "sex": "male", "site": "head/neck"}
+    assert plain.metadata == PatientData()  # nothing given: explicitly unknown
+    assert told.metadata == PatientData(age=85.0, sex="male", site="head/neck")
+    assert told.model_dump(mode="json")["metadata"] == {"age": 85.0, "sex": "male", "site": "head/neck"}
     assert abs(told.p_malignant - plain.p_malignant) > 1e-4
     assert sum(told.probabilities.values()) == pytest.approx(1.0)
 
@@ -47,7 +47,7 @@ def test_image_only_model_ignores_metadata(tiny_artifact):
     clf = Classifier.load(tiny_artifact)
     a = clf.predict(lesion_like(2))
     b = clf.predict(lesion_like(2), metadata={"age": 70, "site": "back"})
-    assert not clf.uses_metadata and b.metadata is None and "metadata" not in b.to_dict()
+    assert not clf.uses_metadata and b.metadata is None and b.model_dump(mode="json")["metadata"] is None
     assert a.p_malignant == pytest.approx(b.p_malignant)
 
 

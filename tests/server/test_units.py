@@ -193,21 +193,33 @@ def test_a_log_database_that_is_down_is_a_one_line_error(capsys: pytest.CaptureF
     assert "secret" not in error and "Traceback" not in error
 
 
-def test_the_api_schema_shows_exactly_the_result_fields() -> None:
-    """One definition of a result's fields (`Prediction.fields`): the member schema is them plus the
-    model's name, the image schema holds them all, and the flat row (CSV, Parquet) flattens them."""
+def test_the_api_schema_is_the_result_type() -> None:
+    """One definition of a result's fields (`Prediction`): the API's image schema is it (plus the
+    upload's PNG), its JSON form rounds, and the flat row (CSV, Parquet) flattens the same fields."""
     from dermalens.inference.results import Prediction
-    from dermalens.inference.rows import result_columns, result_row
-    from dermalens.server.schemas import ImageResult, MemberResult
+    from dermalens.inference.rows import result_columns
+    from dermalens.server.schemas import ImageResult
 
-    probs = {"nv": 0.7, "mel": 0.3}
-    result = Prediction(probs, 0.3, "nv", "benign", 0.5, False, 0.2)
-    fields = list(result.fields())
-    assert [f for f in MemberResult.model_fields if f != "model"] == fields
-    assert set(fields) <= set(ImageResult.model_fields)
-    assert list(result.json_fields()) == fields
-    flat = result_row(result)
-    assert list(flat) == result_columns(list(probs)) and flat["p_mel"] == 0.3
+    probs = {"nv": 0.7, "mel": 0.3000001234}
+    result = Prediction.decided(
+        probabilities=probs,
+        p_malignant=0.3000001234,
+        top_class="nv",
+        decision="benign",
+        threshold=0.5,
+        ood=False,
+        ood_score=0.2,
+        ranked_set=None,
+        coverage=None,
+    )
+    assert issubclass(ImageResult, Prediction)
+    assert set(ImageResult.model_fields) - set(Prediction.model_fields) == {"heatmap_png"}
+    dumped = result.model_dump(mode="json")
+    assert list(dumped) == [f for f in Prediction.model_fields if f not in ("heatmap", "image")]
+    assert dumped["p_malignant"] == 0.3 and dumped["prediction_name"] == "Melanocytic nevus"
+    flat = result.flat()
+    assert list(flat)[: len(result_columns(list(probs)))] == result_columns(list(probs))
+    assert flat["p_mel"] == 0.3000001234  # full precision in the flat form
     assert {"threshold", "probabilities"} - set(flat) == {
         "threshold",
         "probabilities",

@@ -36,7 +36,8 @@ Scored = tuple[Item, str, Prediction | PredictionError]
 
 @dataclass
 class Summary:
-    """Counts of a job, for its progress line and its one-line summary."""
+    """The one counter of a job's results, for its progress line, its summary and its accuracy on
+    labelled files (`count_rows` counts the written rows, the local and the Ray job alike)."""
 
     total: int = 0
     already: int = 0
@@ -44,6 +45,11 @@ class Summary:
     refused: int = 0
     malignant: int = 0
     unreadable: int = 0
+    #: Labelled images with a verdict, and those of them whose verdict matches the label.
+    judged: int = 0
+    right: int = 0
+    #: Labelled images the gate refused: neither right nor wrong, counted apart.
+    labelled_refused: int = 0
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -84,7 +90,7 @@ def unreadable(item: Item, compare: bool = False) -> dict[str, Any]:
         error = PredictionError(str(item.path), "cannot be read", "corrupt")  # readable again: a race
     except ImageDecodeError as err:
         error = PredictionError(str(item.path), str(err), err.kind)
-    return output_row(item.path, "", item.label, error, "" if compare else None)
+    return output_row(item.path, "", error, "" if compare else None, item.label)
 
 
 def batched(source: Iterator[Item], size: int) -> Iterator[list[Item]]:
@@ -102,7 +108,8 @@ def score_items(
     heatmap: bool = False,
 ) -> tuple[list[Scored], list[dict[str, Any]]]:
     """One batch through the engine: (item, sha256, result) per image and the rows to write (one
-    per image, or one per model and the ensemble with `compare`)."""
+    per image, or one per model and the ensemble with `compare`). Each result is judged against its
+    item's label here, once (`Prediction.judged`): the rows, the screen and the counts read it."""
     results = classifier.predict(
         [data for data, _ in loaded],
         metadata=[i.patient for i in chunk],
@@ -111,16 +118,16 @@ def score_items(
         heatmap=heatmap,
         keep_image=heatmap,
     )
-    scored = [(i, sha, r) for i, (_, sha), r in zip(chunk, loaded, results, strict=True)]
+    scored: list[Scored] = [
+        (i, sha, r.judged(i.label, filename=str(i.path), sha256=sha) if isinstance(r, Prediction) else r)
+        for i, (_, sha), r in zip(chunk, loaded, results, strict=True)
+    ]
     rows = []
     for item, sha, result in scored:
-        label = item.label
         if compare and isinstance(result, Prediction):
-            rows += [
-                output_row(item.path, sha, label, one, one.model) for one in [*(result.members or []), result]
-            ]
+            rows += [output_row(item.path, sha, one, one.model) for one in [*(result.members or []), result]]
         else:
-            rows.append(output_row(item.path, sha, label, result, "" if compare else None))
+            rows.append(output_row(item.path, sha, result, "" if compare else None, item.label))
     return scored, rows
 
 
@@ -184,13 +191,18 @@ def run_local(
 
 
 def count_rows(summary: Summary, rows: Sequence[dict[str, Any]]) -> None:
-    """Count written rows by image (with ``compare`` an image's last row is the ensemble's)."""
+    """Count written rows by image (with ``compare`` an image's last row is the ensemble's): each
+    reads the result's own fields (`Prediction.flat`), nothing is decided again here."""
     last = {(r["file"], r["sha256"]): r for r in rows}
     for row in last.values():
         summary.scored += 1
         if row.get("error"):
             summary.unreadable += 1
-        elif row["decision"] == REFUSED:
-            summary.refused += 1
-        elif row["decision"] == MALIGNANT_LABEL:
-            summary.malignant += 1
+            continue
+        summary.refused += row["decision"] == REFUSED
+        summary.malignant += row["decision"] == MALIGNANT_LABEL
+        if row.get("correct") is not None:
+            summary.judged += 1
+            summary.right += bool(row["correct"])
+        elif row.get("true_label") and row["decision"] == REFUSED:
+            summary.labelled_refused += 1

@@ -1,6 +1,8 @@
 """What `dermalens predict` shows while it scores: a table row per image (or a block per image with
 ``--compare``) printed as each batch finishes, a progress bar for long jobs, heatmap files, and
-the summary at the end. It holds counters only, never the rows: memory stays bounded."""
+the summary at the end. It counts nothing itself (the job's `Summary` is the one counter) and holds
+no rows: memory stays bounded. Each table row is the result's flat form (`Prediction.flat`), the
+same values the CSV and Parquet files hold."""
 
 from __future__ import annotations
 
@@ -10,26 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from dermalens.archive.job import Scored, Summary
-from dermalens.inference.results import (
-    REFUSAL_REASON,
-    Prediction,
-    PredictionError,
-    correctness,
-    coverage_words,
-)
-from dermalens.inference.rows import set_cell
+from dermalens.inference.results import REFUSAL_REASON, Prediction, PredictionError, coverage_words
 
 
 @dataclass
 class Screen:
-    """Prints each batch (unless quiet), writes heatmaps, counts the labelled files' accuracy."""
+    """Prints each batch (unless quiet) and writes heatmaps; the accuracy it prints is the job's count."""
 
     quiet: bool = False
     compare: bool = False
     heatmaps: Path | None = None
-    judged: int = 0
-    right: int = 0
-    labelled_refused: int = 0
     bar: Any = None
     #: The coverage of the sets shown (said once, at the end, in words).
     coverage: float | None = None
@@ -48,25 +40,15 @@ class Screen:
 
     def batch(self, scored: list[Scored], summary: Summary) -> None:
         for item, _, result in scored:
-            if isinstance(result, Prediction):
-                self._count(item.label, result)
-                if self.heatmaps is not None:
-                    from dermalens.inference.overlay import save_overlay
+            if isinstance(result, Prediction) and self.heatmaps is not None:
+                from dermalens.inference.overlay import save_overlay
 
-                    save_overlay(result, self.heatmaps / f"{item.path.stem}_heatmap.png")
+                save_overlay(result, self.heatmaps / f"{item.path.stem}_heatmap.png")
             if not self.quiet:
-                self._show(item.path, item.label, result)
+                self._show(item.path, result)
         if self.bar is not None:
             self.bar.update(len(scored) or summary.scored - self.bar.n)
             self.bar.set_postfix(refused=summary.refused, unreadable=summary.unreadable)
-
-    def _count(self, label: str | None, result: Prediction) -> None:
-        correct, _ = correctness(label, result)
-        if correct is not None:
-            self.judged += 1
-            self.right += correct
-        elif label and result.refused:
-            self.labelled_refused += 1
 
     def _print(self, text: str) -> None:
         if self.bar is not None and not self.bar.disable:
@@ -74,7 +56,7 @@ class Screen:
         else:
             print(text)
 
-    def _show(self, path: Path, label: str | None, result: Prediction | PredictionError) -> None:
+    def _show(self, path: Path, result: Prediction | PredictionError) -> None:
         if self.compare and isinstance(result, Prediction):
             self._comparison(path, [*(result.members or []), result])
             return
@@ -87,17 +69,18 @@ class Screen:
         if isinstance(result, PredictionError):
             self._print(f"{name:<40} ERROR: {result.error}")
             return
-        correct, _ = correctness(label, result)
-        mark = "" if correct is None else ("✓" if correct else "✗")
-        diagnosis = "—" if result.refused else str(result.diagnosis)  # refused: no verdict shown
-        p_mal = "—" if result.refused else f"{result.p_malignant:.4f}"
-        ood = "OOD" if result.ood else ""
-        shown = set_cell(result.diagnosis_set) or "—"  # refused or not fitted: no set
+        row = result.flat()
+        mark = "" if row["correct"] is None else ("✓" if row["correct"] else "✗")
+        diagnosis = row["prediction"] or "—"  # refused: no verdict shown
+        p_mal = "—" if result.refused else f"{row['p_malignant']:.4f}"
+        ood = "OOD" if row["ood"] else ""
+        shown = row["prediction_set"] or "—"  # refused or not fitted: no set
+        truth = row["true_label"] or ""
         self._print(
-            f"{name:<40} {diagnosis:<10} {shown:<16} {p_mal:>7}  {result.decision:<9} {ood:<4} {label or ''} {mark}"
+            f"{name:<40} {diagnosis:<10} {shown:<16} {p_mal:>7}  {row['decision']:<9} {ood:<4} {truth} {mark}"
         )
-        if result.diagnosis_set is not None:
-            self.coverage = result.coverage
+        if row["set_coverage"] is not None:
+            self.coverage = row["set_coverage"]
 
     def _comparison(self, path: Path, results: list[Prediction]) -> None:
         """One image: a row per model and the ensemble (last). A refused row has no verdict."""
@@ -111,9 +94,9 @@ class Screen:
                     f"  {one.model[:28]:<28} {'refused':<10} {'—':<10} {'—':>10} {'—':>10} {'—':>10}"
                 )
                 continue
-            confidence = one.probabilities[one.prediction]
+            confidence = one.probabilities[one.top_class]
             lines.append(
-                f"  {one.model[:28]:<28} {one.decision:<10} {one.prediction:<10} {confidence:>10.3f} "
+                f"  {one.model[:28]:<28} {one.decision:<10} {one.top_class:<10} {confidence:>10.3f} "
                 f"{1 - one.p_malignant:>10.3f} {one.p_malignant:>10.3f}"
             )
         self._print("\n".join(lines))
@@ -131,13 +114,13 @@ class Screen:
             print(f"refused: {REFUSAL_REASON}")
         if self.coverage is not None:
             print(f"set: {coverage_words(self.coverage)}")
-        if self.judged or self.labelled_refused:
-            accuracy = f"{self.right / self.judged:.3f}" if self.judged else "n/a"
+        if summary.judged or summary.labelled_refused:
+            accuracy = f"{summary.right / summary.judged:.3f}" if summary.judged else "n/a"
             print(
-                f"accuracy (benign/malignant) on {self.judged} assessed labelled file names: {accuracy}"
+                f"accuracy (benign/malignant) on {summary.judged} assessed labelled file names: {accuracy}"
                 + (
-                    f"; {self.labelled_refused} labelled file(s) refused, not counted"
-                    if self.labelled_refused
+                    f"; {summary.labelled_refused} labelled file(s) refused, not counted"
+                    if summary.labelled_refused
                     else ""
                 )
             )

@@ -93,16 +93,16 @@ class Combined:
         top, refused, sets = self.prediction, self.ood, self.sets
         coverage = self.conformal[0] if self.conformal else None
         return [
-            Prediction(
+            Prediction.decided(
                 probabilities={c: float(p) for c, p in zip(self.classes, self.probs[j], strict=True)},
                 p_malignant=float(self.p_malignant[j]),
-                prediction=top[j],
+                top_class=top[j],
                 decision=decide(float(self.p_malignant[j]), bool(refused[j]), cut),
                 threshold=cut,
                 ood=bool(refused[j]),
                 ood_score=float(self.ood_score[j]),
                 model=model,
-                prediction_set=sets[j] if sets is not None else None,
+                ranked_set=sets[j] if sets is not None else None,
                 coverage=coverage,
             )
             for j in range(len(top))

@@ -163,14 +163,13 @@ class Classifier:
         members = run.member_results(threshold) if compare else []
         size = self.meta.preprocessing.input_size
         for j, index in enumerate(run.rows):
-            result = ensemble[j]
-            result.source = _source_name(images[index])
-            result.metadata = run.patients[index] if self.uses_metadata else None
             cam = run.cams[j] if heatmap else None
-            result.heatmap = None if cam is None else _normalise_cam(cam, size)
-            result.image = run.canonical[j] if keep_image else None
-            result.image_size = run.sizes[j]
-            if compare:
-                result.members = [own[j] for own in members]
-            results[index] = result
+            results[index] = ensemble[j].placed(
+                filename=_source_name(images[index]),
+                metadata=run.patients[index] if self.uses_metadata else None,
+                size=run.sizes[j],
+                heatmap=None if cam is None else _normalise_cam(cam, size),
+                image=run.canonical[j] if keep_image else None,
+                members=[own[j] for own in members] if compare else None,
+            )
         return [r for r in results if r is not None]

@@ -1,9 +1,9 @@
-"""One result as one flat row of typed columns: the CLI's table and CSV, and the archive's CSV and
-Parquet files (`dermalens predict --out`), all read these columns.
+"""The written row of one result: the columns of the CLI's CSV and the archive's CSV and Parquet
+files (`dermalens predict --out`). The row's values are the result's one flat form
+(`Prediction.flat`) with the file's name and hash; the terminal table reads the same form.
 
 Numbers stay numbers here; only a writer that makes text formats them (`csv_cell`), so a summary
-never parses back what a table printed. The JSON forms (API, log) read `Prediction.json_fields`,
-the same fields before flattening.
+never parses back what a table printed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from dermalens.core.metadata import METADATA_FIELDS
-from dermalens.inference.results import Prediction, PredictionError, correctness
+from dermalens.inference.results import FLAT_HEAD, FLAT_TAIL, Prediction, PredictionError
+from dermalens.inference.results import set_cell as set_cell  # re-exported: evaluate's CSV reads it
 
 #: Decimal places of the result's float columns in CSV text (the CLI's CSV since its first
 #: version): probabilities 4, the OOD score 3. Other numbers (a patient's age) are written as they are.
@@ -21,19 +22,9 @@ CSV_DIGITS = {"p_malignant": 4, "ood_score": 3}
 
 
 def result_columns(classes: Sequence[str]) -> list[str]:
-    """The result's columns, in order: the verdict, one probability per class, the gate."""
-    return [
-        "prediction",
-        "prediction_set",
-        "set_size",
-        "set_coverage",
-        "p_malignant",
-        "decision",
-        "reason",
-        *(f"p_{c}" for c in classes),
-        "ood",
-        "ood_score",
-    ]
+    """The result's columns, in order (`Prediction.flat`): the verdict, one probability per class,
+    the gate."""
+    return [*FLAT_HEAD, *(f"p_{c}" for c in classes), *FLAT_TAIL]
 
 
 def output_columns(
@@ -59,11 +50,12 @@ def output_columns(
 def output_row(
     file: str | Path,
     sha256: str,
-    label: str | None,
     result: Prediction | PredictionError,
     model: str | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """One written row: `output_columns`' values for one image (and one model, with ``compare``)."""
+    """One written row: `output_columns`' values for one image (and one model, with ``compare``).
+    A result was judged against its label already (`Prediction.judged`); an error row takes `label`."""
     row: dict[str, Any] = {
         "file": str(file),
         "sha256": sha256,
@@ -71,31 +63,7 @@ def output_row(
     }
     if isinstance(result, PredictionError):
         return row | {"true_label": label, "error": result.error}
-    correct, _ = correctness(label, result)
-    metadata = result.metadata.to_dict() if result.metadata is not None else {}
-    return row | result_row(result) | metadata | {"true_label": label, "correct": correct, "error": None}
-
-
-def result_row(prediction: Prediction) -> dict[str, Any]:
-    """`Prediction.fields` flattened to `result_columns` (typed, full precision)."""
-    fields = prediction.fields()
-    return {
-        "prediction": fields["prediction"],
-        "prediction_set": set_cell(fields["prediction_set"]),
-        "set_size": fields["set_size"],
-        "set_coverage": fields["set_coverage"],
-        "p_malignant": fields["p_malignant"],
-        "decision": fields["decision"],
-        "reason": fields["reason"],
-        **{f"p_{c}": p for c, p in fields["probabilities"].items()},
-        "ood": fields["ood"],
-        "ood_score": fields["ood_score"],
-    }
-
-
-def set_cell(labels: Sequence[str] | None) -> str | None:
-    """A prediction set as one text cell, most probable first ("nv|mel"); None without a set."""
-    return None if labels is None else "|".join(labels)
+    return row | result.flat() | {"error": None}
 
 
 def csv_cell(column: str, value: Any) -> Any:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from dermalens.inference.results import Prediction, set_cell
 from dermalens.server import migrations
 from dermalens.server.database import (
     DOWN,
@@ -58,9 +59,28 @@ __all__ = [
     "Purge",
     "describe",
     "history_types",
+    "log_row",
     "log_url",
     "migrate",
 ]
+
+
+#: Log columns that hold a result field of another name: the model's top class is logged as
+#: `prediction` (kept for analysis also when refused), the truth as `label`.
+_FROM_RESULT = {"prediction": "top_class", "label": "true_label"}
+
+
+def log_row(result: Prediction, *, filename: str, **request: Any) -> LogRow:
+    """The log's row of one judged result, derived from it alone: each column that is a result field
+    is read from it (`_FROM_RESULT` for the renamed ones), the set as one cell ("nv|mel"), `results`
+    its JSON form without the heatmap; `request` gives the rest (request_id, model_id,
+    model_version, image_path, user). `filename` is what the log keeps of the name (the name itself
+    or its keyed hash), in the JSON form too."""
+    fields = type(result).model_fields
+    own = {n: getattr(result, _FROM_RESULT.get(n, n)) for n in STORED if _FROM_RESULT.get(n, n) in fields}
+    json_form = result.model_dump(mode="json", exclude={"heatmap_png"}) | {"filename": filename}
+    derived = {"filename": filename, "prediction_set": set_cell(result.prediction_set), "results": json_form}
+    return LogRow(**own | derived | request)
 
 
 @dataclass(frozen=True)

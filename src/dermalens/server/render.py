@@ -1,4 +1,4 @@
-"""Turning predictor output into API results: heatmap PNGs, labels from file names, correctness.
+"""Turning the engine's result into the API's: the upload's name, hash and label, and the heatmap PNG.
 
 The heatmap is sent as a transparent RGBA PNG at the model's input size. It covers what the
 model saw: the whole frame stretched to the input (`preprocessing.resize: stretch`, which CSS
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from dermalens.core.taxonomy import DIAGNOSES
+from dermalens.core.hashing import bytes_sha256
 from dermalens.inference.overlay import heatmap_rgba
-from dermalens.inference.results import Prediction, correctness
+from dermalens.inference.results import Prediction
+from dermalens.server.schemas import ImageResult
 
 
 def heatmap_png_base64(heatmap: np.ndarray) -> str:
@@ -27,33 +27,12 @@ def heatmap_png_base64(heatmap: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def result_dict(
-    prediction: Prediction, *, filename: str, label: str | None, heatmap: bool, upload: dict[str, Any]
-) -> dict[str, Any]:
-    """One `ImageResult` as a dict (upload: sha256, size_bytes, width, height): the prediction's
-    JSON fields with the file's name, label and correctness (key order as the log stores it)."""
-    correct, correct_dx = correctness(label, prediction)
-    fields = prediction.json_fields()
-    code = fields.pop("prediction")  # None for a refused image: no verdict, no diagnosis
-    diagnosis = DIAGNOSES.get(code) if code else None
-    return {
-        "filename": filename,
-        "prediction": code,
-        "prediction_name": (diagnosis.name if diagnosis else code) if code else None,
-        **fields,
-        "heatmap_png": heatmap_png_base64(prediction.heatmap)
-        if heatmap and prediction.heatmap is not None
-        else None,
-        "true_label": label,
-        "correct": correct,
-        "correct_dx": correct_dx,
-        # The patient data the model read (None for image-only models, which ignore it).
-        "metadata": prediction.metadata.to_dict() if prediction.metadata is not None else None,
-        "members": [member_dict(m) for m in prediction.members] if prediction.members is not None else None,
-        **upload,
-    }
-
-
-def member_dict(member: Prediction) -> dict[str, Any]:
-    """One ensemble member's own result (``compare=true``): no verdict when its own gate refuses."""
-    return {"model": member.model, **member.json_fields()}
+def api_result(
+    result: Prediction, *, filename: str, label: str | None, data: bytes, heatmap: bool
+) -> ImageResult:
+    """The API's result for one upload: the engine's result judged against the upload's label (once:
+    the response and the log row read it), with the file's name, hash and size, and the heatmap as a
+    PNG when it was asked for."""
+    known = result.judged(label, filename=filename, sha256=bytes_sha256(data), size_bytes=len(data))
+    png = heatmap_png_base64(known.heatmap) if heatmap and known.heatmap is not None else None
+    return ImageResult(**dict(known), heatmap_png=png)

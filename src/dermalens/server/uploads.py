@@ -63,19 +63,8 @@ class Upload:
     filename: str
     data: bytes
     label: str | None
-    sha256: str = ""
-    width: int | None = None
-    height: int | None = None
     #: The format read from the content (JPEG, PNG...) by `check_content`.
     format: str | None = None
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "sha256": self.sha256,
-            "size_bytes": len(self.data),
-            "width": self.width,
-            "height": self.height,
-        }
 
 
 def file_error(filename: str, kind: str, detail: str) -> dict[str, Any]:

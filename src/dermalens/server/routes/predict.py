@@ -8,14 +8,12 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
-from dermalens.core.hashing import bytes_sha256
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
-from dermalens.inference.rows import set_cell
 from dermalens.server.auth import User
 from dermalens.server.batcher import Options, Result
 from dermalens.server.form import FIELDS_HELP, MultipartRoute, PredictForm
-from dermalens.server.log import LogRow
-from dermalens.server.render import result_dict
+from dermalens.server.log import log_row
+from dermalens.server.render import api_result
 from dermalens.server.schemas import ErrorResponse, PredictResponse
 from dermalens.server.state import ServerState, get_state
 from dermalens.server.storage import store_image
@@ -89,43 +87,28 @@ def _finish(
     request_id: str,
     user: str | None,
 ) -> list[dict[str, Any]]:
-    """Result dicts, stored images and log rows (in a worker thread: PNG encoding and disk writes)."""
+    """The API's results, stored images and log rows (in a worker thread: hashing, PNG encoding and
+    disk writes). Each result is built once (`api_result`); its JSON form and its log row are views."""
     items, rows = [], []
     meta = state.classifier.meta
     for upload, result in zip(uploads, results, strict=True):
         assert isinstance(result, Prediction)
-        upload.sha256 = bytes_sha256(upload.data)
-        upload.width, upload.height = result.image_size or (None, None)
-        item = result_dict(
-            result, filename=upload.filename, label=upload.label, heatmap=heatmap, upload=upload.info()
+        item = api_result(
+            result, filename=upload.filename, label=upload.label, data=upload.data, heatmap=heatmap
         )
-        items.append(item)
-        logged_name = state.name(upload.filename)  # the name itself, or its keyed hash
+        items.append(item.model_dump(mode="json"))
         stored = None
         if state.settings.store_images is not None:
-            stored = str(store_image(state.settings.store_images, upload.sha256, upload.data, upload.format))
+            stored = str(store_image(state.settings.store_images, item.sha256, upload.data, upload.format))
         rows.append(
-            LogRow(
+            log_row(
+                item,
                 request_id=request_id,
                 model_id=meta.model_id,
                 model_version=meta.version,
-                filename=logged_name,
-                sha256=upload.sha256,
-                size_bytes=len(upload.data),
-                width=upload.width,
-                height=upload.height,
-                prediction=result.prediction,
-                decision=result.decision,
-                p_malignant=result.p_malignant,
-                ood=result.ood,
-                ood_score=result.ood_score,
-                label=upload.label,
-                correct=item["correct"],
-                results={**{k: v for k, v in item.items() if k != "heatmap_png"}, "filename": logged_name},
+                filename=state.name(upload.filename),  # the name itself, or its keyed hash
                 image_path=stored,
                 user=user,
-                prediction_set=set_cell(item["prediction_set"]),
-                set_size=item["set_size"],
             )
         )
     if state.log is not None:
