@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     serve.add_argument("--threads", type=int, help="inference threads per process (default: cores/workers)")
     serve.add_argument(
-        "--concurrent-batches", type=int, help="inference batches one process runs at once (default: one per inference thread)"
+        "--concurrent-batches",
+        type=int,
+        help="inference batches one process runs at once (default: one per inference thread)",
     )
     serve.add_argument(
         "--access-log",
