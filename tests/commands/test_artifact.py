@@ -7,6 +7,8 @@ import argparse
 import json
 import shutil
 
+from test_extras import without_extras
+
 from dermalens.artifact.meta import OOD_FILE
 from dermalens.cli import build_parser, main
 from dermalens.commands.artifact import SUBCOMMANDS
@@ -69,3 +71,9 @@ def test_every_old_name_is_still_a_command():
     assert old | {"artifact"} <= set(action.choices)
     group = action.choices["artifact"]._subparsers._group_actions[0]  # type: ignore[union-attr]
     assert set(group.choices) == {c.name for c in SUBCOMMANDS} >= {"show", "verify"}
+
+
+def test_a_group_command_without_its_extra_names_the_extra():
+    ran = without_extras("artifact", "export", "--format", "onnx", "--out", "unused.onnx")
+    assert ran.returncode == 2, ran.stderr
+    assert "dermalens artifact export needs the `train` extra" in ran.stderr and "Traceback" not in ran.stderr
