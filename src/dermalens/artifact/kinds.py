@@ -53,7 +53,7 @@ register_kind(
 
 #: Architecture names that say the kind by themselves (artifacts and configs from before `kind`).
 _BASELINE_PREFIX = "baseline"
-_IMPORTED_ARCHITECTURE = "imported"
+IMPORTED_ARCHITECTURE = "imported"
 
 
 def model_kind(name: str) -> ModelKind:
@@ -70,7 +70,7 @@ def infer_kind(architecture: str, training: Mapping[str, Any] | None = None) -> 
     members recorded in ``training.notes.soup_of``. The only place that tells kinds apart by names."""
     if architecture.startswith(_BASELINE_PREFIX):
         return "baseline"
-    if architecture == _IMPORTED_ARCHITECTURE:
+    if architecture == IMPORTED_ARCHITECTURE:
         return "imported"
     notes = (training or {}).get("notes")
     if isinstance(notes, Mapping) and notes.get("soup_of"):

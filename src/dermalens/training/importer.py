@@ -30,13 +30,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dermalens.artifact.kinds import IMPORTED_ARCHITECTURE
 from dermalens.artifact.meta import ONNX_FILE, ArtifactMeta
 from dermalens.artifact.write import put_file, write_meta
 from dermalens.core.preprocess import Preprocessing
 from dermalens.core.taxonomy import DX_CODES, MALIGNANT, normalize_label
 
 log = logging.getLogger(__name__)
-IMPORTED = "imported"
+IMPORTED = IMPORTED_ARCHITECTURE  # the name that makes `artifact.kinds` read the artifact as "imported"
 
 
 @dataclass
