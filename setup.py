@@ -1,7 +1,7 @@
 """The build step that puts the bundled model inside the wheel (issue #30); pyproject.toml holds the rest.
 
 `models/default/` at the repository root stays the only copy in git. Building a wheel copies its
-files into `dermalens/_bundled/` of the build tree, where `dermalens.models.artifact` finds them
+files into `dermalens/_bundled/` of the build tree, where `dermalens.artifact.store` finds them
 with importlib.resources, so `pip install dermalens` predicts without a checkout. weights.pt stays
 out: it is the PyTorch state dict (13 MB) that only training and export read, and the artifact check
 lets exactly that file be absent from the packaged copy. Editable installs copy nothing: they read
@@ -17,7 +17,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 MODEL_SOURCE = Path(__file__).resolve().parent / "models" / "default"
-#: Where the copy lands inside the package (artifact.PACKAGED_DIR reads it).
+#: Where the copy lands inside the package (artifact.store.PACKAGED_DIR reads it).
 MODEL_PACKAGE = ("dermalens", "_bundled")
 #: Training-side files the serving install does without (artifact.WEIGHTS_FILE).
 LEFT_OUT = {"weights.pt"}

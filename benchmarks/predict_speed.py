@@ -107,7 +107,7 @@ def ort_batch_throughput(clf, data: list[bytes]) -> float:  # type: ignore[no-un
     lanes run one thread each; the bound keeps the definition it had before them): images/s."""
     from dermalens.core.preprocess import load_canonical, normalize
     from dermalens.inference.runtime import OnnxRuntime
-    from dermalens.models.artifact import ONNX_FILE
+    from dermalens.artifact.meta import ONNX_FILE
 
     session = OnnxRuntime(clf.members[0].folder / ONNX_FILE, os.cpu_count())
     spec = clf.meta.preprocessing

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dermalens.artifact.meta import ArtifactMeta
 from dermalens.core.preprocess import Preprocessing
 from dermalens.core.taxonomy import DX_CODES, MALIGNANT
-from dermalens.models.artifact import ArtifactMeta
 
 HAM_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ham10000"
 
@@ -185,13 +185,22 @@ def sets_split(ham10000: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="session")
 def sets_artifact(ham10000: Path, sets_split: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the bundled model whose prediction sets `dermalens conformal` fitted on the
+    """A copy of the bundled model whose prediction sets `dermalens artifact conformal` fitted on the
     validation part of `sets_split` (so the tests do not depend on the bundled model's own sets)."""
+    from dermalens.artifact.store import BUNDLED_DIR
     from dermalens.cli import main
-    from dermalens.models.artifact import BUNDLED_DIR
 
     out = tmp_path_factory.mktemp("sets") / "model"
-    argv = ["conformal", "--model", str(BUNDLED_DIR), "--data", str(ham10000), "--split", str(sets_split)]
+    argv = [
+        "artifact",
+        "conformal",
+        "--model",
+        str(BUNDLED_DIR),
+        "--data",
+        str(ham10000),
+        "--split",
+        str(sets_split),
+    ]
     assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     return out
 

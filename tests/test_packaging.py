@@ -27,7 +27,8 @@ import pytest
 
 from conftest import ham_root, lesion_like, save_image
 from dermalens import Classifier
-from dermalens.models.artifact import SOURCE_DIR, WEIGHTS_FILE
+from dermalens.artifact.meta import WEIGHTS_FILE
+from dermalens.artifact.store import SOURCE_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +144,7 @@ def test_the_base_install_predicts_a_file_with_the_bundled_model(base_install, i
     assert row["prediction"] == ("" if expected.decision == "refused" else expected.prediction)
     assert float(row["p_malignant"]) == pytest.approx(expected.p_malignant, abs=1e-3)
     where = run(
-        base_install / "python", "-c", "from dermalens.models.artifact import BUNDLED_DIR; print(BUNDLED_DIR)"
+        base_install / "python", "-c", "from dermalens.artifact.store import BUNDLED_DIR; print(BUNDLED_DIR)"
     )
     assert Path(where.stdout.strip()).parts[-3:] == ("site-packages", "dermalens", "_bundled")
 

@@ -1,7 +1,8 @@
 """The `dermalens` command: a thin layer that parses arguments and calls the package.
 
 Each area registers its own sub-commands (``dermalens.<area>.commands``), so this
-file stays a table of contents: data, train, evaluate/compare, predict/export, serve.
+file stays a table of contents: data, train, evaluate/compare, adapt, predict, serve, artifact
+(show, verify, calibrate, fit-decision, refit-gate, conformal, export, quantize, soup, import), tokens, erasure.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ COMMAND_MODULES = (
     "dermalens.commands.data",
     "dermalens.commands.train",
     "dermalens.commands.evaluate",
-    "dermalens.commands.conformal",
     "dermalens.commands.adapt",
     "dermalens.commands.predict",
     "dermalens.commands.serve",

@@ -55,14 +55,6 @@ def test_predict_folder_csv_heatmaps_and_bad_file(tiny_artifact, tmp_path, capsy
     assert "not a diagnosis" in printed
 
 
-def test_export_cli(tiny_artifact, tmp_path):
-    assert (
-        main(["export", "--model", str(tiny_artifact), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
-        == 0
-    )
-    assert (tmp_path / "m.onnx").stat().st_size > 1_000_000
-
-
 def test_predict_nothing_found(tiny_artifact, tmp_path):
     assert main(["predict", str(tmp_path), "--model", str(tiny_artifact), "--quiet"]) == 2
 

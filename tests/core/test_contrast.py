@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 from conftest import _tiny, lesion_like
+from dermalens.artifact.meta import ArtifactError
+from dermalens.artifact.store import load_meta
 from dermalens.core.preprocess import Preprocessing, canonical, clahe, color_correct, resize_to_input
 from dermalens.inference.predictor import Classifier
-from dermalens.models.artifact import ArtifactError, load_meta
 
 CLAHE = Preprocessing(input_size=(224, 168), contrast="clahe")
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from dermalens import Classifier
+from dermalens.artifact.store import load_meta
 from dermalens.cli import main
 from dermalens.evaluation.adapt import STEPS, helps
-from dermalens.models.artifact import load_meta
 
 pytestmark = pytest.mark.realdata
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dermalens.artifact.meta import ArtifactError
+from dermalens.artifact.store import load_meta
 from dermalens.core.preprocess import load_canonical, normalize
 from dermalens.evaluation.outputs import collect_outputs
 from dermalens.inference.features import FEATURE_NAMES, image_features
 from dermalens.inference.tta import tta_views
-from dermalens.models.artifact import ArtifactError, load_meta
 from dermalens.training.baselines import (
     ARCHITECTURE,
     BASELINE_FILE,

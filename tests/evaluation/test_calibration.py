@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dermalens.artifact.store import load_meta
 from dermalens.core.taxonomy import DX_CODES
 from dermalens.evaluation.calibration import (
     calibrate,
@@ -18,7 +19,6 @@ from dermalens.evaluation.calibration import (
 )
 from dermalens.evaluation.metrics import binary_metrics
 from dermalens.inference.probabilities import softmax
-from dermalens.models.artifact import load_meta
 
 
 def overconfident(

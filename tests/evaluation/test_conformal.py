@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from mapie.classification import SplitConformalClassifier
 
+from dermalens.artifact.store import load_meta
 from dermalens.cli import main
 from dermalens.evaluation.conformal import _Probabilities, check_coverage, deterministic_aps, fit_quantiles
 from dermalens.evaluation.outputs import pooled_probabilities
 from dermalens.evaluation.run import label_targets
 from dermalens.inference.conformal import prediction_sets
 from dermalens.inference.engine import Engine
-from dermalens.models.artifact import load_meta
 
 pytestmark = pytest.mark.realdata
 
@@ -74,7 +74,16 @@ def test_bad_coverage_says_what_is_accepted(
     for bad in (1.0, 0.3, 0.925):
         with pytest.raises(ValueError, match=r"from 0\.50 to 0\.99 in steps of 0\.01"):
             check_coverage(bad)
-    argv = ["conformal", "--model", str(sets_artifact), "--data", str(ham10000), "--split", str(sets_split)]
+    argv = [
+        "artifact",
+        "conformal",
+        "--model",
+        str(sets_artifact),
+        "--data",
+        str(ham10000),
+        "--split",
+        str(sets_split),
+    ]
     assert main([*argv, "--coverage", "1.5"]) == 2
     assert "0.50 to 0.99" in capsys.readouterr().err
 

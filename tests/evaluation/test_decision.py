@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from conftest import lesion_like, save_image
+from dermalens.artifact.meta import ArtifactError
+from dermalens.artifact.store import load_meta
+from dermalens.artifact.write import write_meta
 from dermalens.cli import main
 from dermalens.core.taxonomy import DX_CODES
 from dermalens.evaluation.decision import fit_decision_artifact, fit_tau, training_prior
 from dermalens.evaluation.metrics import compute_metrics
 from dermalens.inference.probabilities import softmax, top_class
-from dermalens.models.artifact import ArtifactError, load_meta, write_meta
 
 PRIOR = np.array([0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])  # HAM10000's mix
 
@@ -115,7 +117,16 @@ def test_the_cli_fits_on_validation_splits(
 ) -> None:
     source = with_counts(Path(shutil.copytree(tiny_artifact, tmp_path / "source")))
     out = tmp_path / "fitted"
-    args = ["fit-decision", "--model", str(source), "--data", str(dataset_csv), "--split", str(split_file)]
+    args = [
+        "artifact",
+        "fit-decision",
+        "--model",
+        str(source),
+        "--data",
+        str(dataset_csv),
+        "--split",
+        str(split_file),
+    ]
     assert main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "tau" in printed and "balanced accuracy" in printed

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from dermalens import Classifier
+from dermalens.artifact.store import BUNDLED_DIR
 from dermalens.data.readers import load_dataset
 from dermalens.data.splits import Split
-from dermalens.models.artifact import BUNDLED_DIR
 
 pytestmark = pytest.mark.realdata
 

@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from conftest import lesion_like
+from dermalens.artifact.ood import OodGate
 from dermalens.core.preprocess import Preprocessing, normalize, shades_of_gray
-from dermalens.models.ood import OodGate, colour_score
+from dermalens.models.ood import colour_score
 from dermalens.models.ood_fit import fit_gate
 
 
@@ -127,7 +128,7 @@ def test_a_rare_wide_class_is_measured_in_its_own_radius(tmp_path):
     """A class that is rare in training and spreads wider (vascular lesions) was refused far more
     often than nevi under the shared covariance; with each class in units of its own validation
     radius (issue #17) no class is refused more than about the quantile, and far images still are."""
-    from dermalens.models.ood import OodGate
+    from dermalens.artifact.ood import OodGate
     from dermalens.models.ood_fit import fit_gate
 
     rng = np.random.default_rng(1)

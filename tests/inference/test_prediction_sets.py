@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dermalens import Classifier
+from dermalens.artifact.meta import META_FILE
 from dermalens.inference.rows import output_columns
-from dermalens.models.artifact import META_FILE
 
 pytestmark = pytest.mark.realdata
 

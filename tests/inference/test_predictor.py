@@ -4,10 +4,11 @@ from PIL import Image
 
 from conftest import lesion_like, save_image
 from dermalens import Classifier
+from dermalens.artifact.meta import ArtifactError
+from dermalens.artifact.store import load_meta
 from dermalens.core.decode import ImageDecodeError
 from dermalens.inference.results import Prediction, PredictionError
 from dermalens.inference.tta import tta_views, undo_view
-from dermalens.models.artifact import ArtifactError, load_meta
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +102,9 @@ def test_grad_cam_for_a_head_without_exact_cam(tmp_path):
     """MobileNetV3 has a conv after pooling: the ONNX CAM is zero, the PyTorch runtime uses Grad-CAM."""
     import torch
 
+    from dermalens.artifact.meta import ArtifactMeta
     from dermalens.core.preprocess import Preprocessing
     from dermalens.core.taxonomy import DX_CODES
-    from dermalens.models.artifact import ArtifactMeta
     from dermalens.models.build import random_gate, save_artifact
     from dermalens.models.factory import create_model
 

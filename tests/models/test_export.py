@@ -2,9 +2,9 @@ import numpy as np
 import torch
 
 from conftest import lesion_like
+from dermalens.artifact.store import load_meta
 from dermalens.core.preprocess import prepare
 from dermalens.inference.runtime import create_runtime
-from dermalens.models.artifact import load_meta
 from dermalens.models.export import export_torchscript
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from conftest import lesion_like
+from dermalens.artifact.store import load_meta
 from dermalens.core.metadata import MetadataEncoding, PatientMetadata
 from dermalens.core.preprocess import prepare
 from dermalens.core.taxonomy import DX_CODES, MALIGNANT
 from dermalens.inference.runtime import create_runtime
-from dermalens.models.artifact import load_meta
 from dermalens.models.factory import create_model
 from dermalens.models.heads import forward_all
 

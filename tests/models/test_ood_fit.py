@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dermalens.models.ood import OodGate
+from dermalens.artifact.ood import OodGate
 from dermalens.models.ood_fit import _class_scale, fit_gate
 
 DIM = 32

@@ -97,10 +97,10 @@ def meta_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny metadata-fusion artifact (random weights, 64×48, no OOD gate) that reads age, sex and site."""
     import torch
 
+    from dermalens.artifact.meta import ArtifactMeta
     from dermalens.core.metadata import MetadataEncoding
     from dermalens.core.preprocess import Preprocessing
     from dermalens.core.taxonomy import DX_CODES, MALIGNANT
-    from dermalens.models.artifact import ArtifactMeta
     from dermalens.models.build import save_artifact
     from dermalens.models.factory import create_model
 

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import lesion_like
 from dermalens import Classifier
+from dermalens.artifact.ood import OodGate
 from dermalens.data.readers import load_dataset
 from dermalens.data.splits import split_dataset
-from dermalens.models.ood import OodGate
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def test_refit_gate_writes_a_copy_with_a_two_part_gate(tiny_artifact, tiny_datas
     split = split_dataset(load_dataset(tiny_dataset), val=0.25, test=0.0, seed=0)
     split.save(tmp_path / "split.json")
     out = tmp_path / "refitted"
-    cmd = [sys.executable, "-m", "dermalens.cli", "refit-gate", "--model", str(tiny_artifact)]
+    cmd = [sys.executable, "-m", "dermalens.cli", "artifact", "refit-gate", "--model", str(tiny_artifact)]
     cmd += ["--data", str(tiny_dataset), "--split", str(tmp_path / "split.json"), "--quantile", "0.9"]
     done = subprocess.run(
         [*cmd, "--out", str(out), "--no-progress"], capture_output=True, text=True, check=False
@@ -47,7 +47,7 @@ def test_refit_gate_explains_a_split_without_training_images(tiny_artifact, tiny
     from dermalens.data.splits import Split
 
     Split({"nope": "train"}, 0, {}, {}).save(tmp_path / "split.json")
-    cmd = [sys.executable, "-m", "dermalens.cli", "refit-gate", "--model", str(tiny_artifact)]
+    cmd = [sys.executable, "-m", "dermalens.cli", "artifact", "refit-gate", "--model", str(tiny_artifact)]
     cmd += [
         "--data",
         str(tiny_dataset),
@@ -69,6 +69,7 @@ def test_refit_gate_pools_several_datasets_and_wants_a_split_for_each(tiny_artif
         sys.executable,
         "-m",
         "dermalens.cli",
+        "artifact",
         "refit-gate",
         "--model",
         str(tiny_artifact),

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dermalens import Classifier
-from dermalens.models.artifact import WEIGHTS_FILE, load_meta
+from dermalens.artifact.meta import WEIGHTS_FILE
+from dermalens.artifact.store import load_meta
 from dermalens.training.soup import average_state, build_soup
 from training.conftest import write_config
 from training.test_train import ENV, _train
@@ -39,7 +40,7 @@ def test_soup_cli_averages_weights_and_refits(
     two_runs: list[Path], tiny_dataset: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "soup"
-    cmd = [sys.executable, "-m", "dermalens.cli", "soup", "--out", str(out)]
+    cmd = [sys.executable, "-m", "dermalens.cli", "artifact", "soup", "--out", str(out)]
     cmd += [arg for run in two_runs for arg in ("--model", str(run))]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

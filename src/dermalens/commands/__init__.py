@@ -4,7 +4,23 @@ top layer: it may import everything, nothing imports it but `dermalens.cli`)."""
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One command of a group (`dermalens artifact …`): its options, what it runs, and the
+    top-level name it had before the group (an alias for one release), or None if it is new."""
+
+    name: str
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    old_name: str | None = None
 
 
 def data_split_pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
@@ -27,3 +43,8 @@ def add_data_split_options(parser: argparse.ArgumentParser, verb: str) -> None:
     )
     parser.add_argument("--split-name", default="val", help=f"split to {verb} on (default val)")
     parser.add_argument("--out", type=Path, help="write the changed copy here (model left unchanged)")
+
+
+def command_line() -> str:
+    """The command as typed, for an artifact's `training.command` (how it was made)."""
+    return "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,89 +1,114 @@
-"""`dermalens import`: a Keras or ONNX classifier made into a dermalens artifact."""
+"""`dermalens artifact …`: every command that reads or changes a model artifact, in one group.
+
+show and verify read an artifact; calibrate, fit-decision, refit-gate and conformal refit part of
+one on validation splits (`commands.artifact_fit`); export, quantize, soup and import make a new
+artifact or file from one (`commands.artifact_build`). Each writes through `dermalens.artifact.write`.
+
+The old top-level names (``dermalens calibrate`` …) stay for one release as aliases: the same
+options and code, with a one-line note on stderr that names the new command.
+"""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from dermalens.commands import Subcommand, artifact_build, artifact_fit
+
+if TYPE_CHECKING:
+    from dermalens.artifact.meta import ConformalSets
+
+GROUP = "artifact"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    imp = sub.add_parser(
-        "import",
-        help="turn your own Keras (.keras) or ONNX classifier into an artifact that predict, evaluate, "
-        "compare and serve take like any model (alone or as an ensemble member)",
-    )
-    imp.add_argument("source", nargs="?", type=Path, help="model.keras or model.onnx (not with --preset)")
-    imp.add_argument("--out", type=Path, required=True, help="new artifact folder")
-    imp.add_argument(
-        "--preset",
-        choices=("sklesion",),
-        help="a known network: sklesion = the installed sklesion 0.2.2 wheel",
-    )
-    imp.add_argument("--classes", help="the network's output classes in its order, comma-separated")
-    imp.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"), default=(224, 224))
-    imp.add_argument("--resize", choices=("stretch", "crop_to_aspect"), default="stretch")
-    imp.add_argument(
-        "--mean", type=float, nargs=3, default=(0.0, 0.0, 0.0), help="per channel, on 0-1 pixels (default 0)"
-    )
-    imp.add_argument(
-        "--std",
-        type=float,
-        nargs=3,
-        default=(1.0, 1.0, 1.0),
-        help="per channel, on 0-1 pixels (1/255 = raw 0-255)",
-    )
-    imp.add_argument("--color-constancy", choices=("none", "shades_of_gray"), default="none")
-    imp.add_argument("--outputs", choices=("probabilities", "logits"), default="probabilities")
-    imp.add_argument(
-        "--layout", choices=("nchw", "nhwc"), default="nchw", help="an ONNX graph's image layout"
-    )
-    imp.add_argument(
-        "--fixed-input",
-        action="append",
-        default=[],
-        metavar="INDEX=V1,V2,...",
-        help="Keras: a constant for the model's extra input at INDEX (e.g. a metadata branch)",
-    )
-    imp.add_argument("--features-layer", help="Keras: the layer whose output is the pooled feature vector")
-    imp.add_argument("--name", default="imported")
-    imp.add_argument("--license", default="see the original model's licence")
-    imp.set_defaults(func=run_import)
+def _show_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", help="artifact folder (default: bundled)")
+    parser.add_argument("--json", action="store_true", help="print artifact.json as it is stored")
 
 
-def run_import(args: argparse.Namespace) -> int:
-    from dermalens.core.preprocess import Preprocessing
-    from dermalens.training.importer import ImportSpec, import_model, sklesion_spec
+def _verify_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", help="artifact folder (default: bundled)")
 
-    if args.preset == "sklesion":
-        source, spec = sklesion_spec()
-    elif args.source is None or not args.classes:
-        raise ValueError("give the model file and --classes (its output order), or a --preset")
-    else:
-        source = args.source
-        spec = ImportSpec(
-            classes=[c.strip() for c in args.classes.split(",")],
-            preprocessing=Preprocessing(
-                input_size=tuple(args.input_size),
-                mean=tuple(args.mean),
-                std=tuple(args.std),
-                color_constancy=args.color_constancy,
-                resize=args.resize,
-            ),
-            outputs=args.outputs,
-            layout=args.layout,
-            fixed_inputs=dict(_fixed(item) for item in args.fixed_input),
-            features_layer=args.features_layer,
-            name=args.name,
-            license=args.license,
-        )
-    out = import_model(source, spec, args.out)
-    print(f"imported {source} as {out}: classes and preprocessing in {out / 'artifact.json'}")
+
+def run_show(args: argparse.Namespace) -> int:
+    from dermalens.artifact.store import load_meta
+
+    folder, meta = load_meta(args.model, verify=False)
+    if args.json:
+        print(json.dumps(meta.to_dict(), indent=2))
+        return 0
+    prep = meta.preprocessing
+    lines = [
+        f"{meta.model_id}  ({folder})",
+        f"  kind          {meta.model_kind.name}: {meta.model_kind.description}",
+        f"  architecture  {meta.architecture}, head {meta.head}",
+        f"  classes       {', '.join(meta.classes)} (malignant: {', '.join(meta.malignant)})",
+        f"  input         {prep.input_size[0]}×{prep.input_size[1]}, colour constancy {prep.color_constancy}",
+        f"  temperature   {meta.temperature:.4f}",
+        f"  threshold     {meta.threshold:.4f} ({meta.threshold_rule})",
+        f"  decision      {meta.class_bias_rule or 'the most probable class'}",
+        f"  OOD gate      {meta.ood_method or 'none'}",
+        f"  sets          {_sets(meta.conformal)}",
+        f"  patient data  {', '.join(meta.metadata_inputs) or 'none (images only)'}",
+        "  files         " + ", ".join(f"{name} {digest[:12]}…" for name, digest in meta.files.items()),
+    ]
+    print("\n".join(lines))
     return 0
 
 
-def _fixed(item: str) -> tuple[int, list[float]]:
-    index, _, values = item.partition("=")
-    try:
-        return int(index), [float(v) for v in values.split(",")]
-    except ValueError:
-        raise ValueError(f"--fixed-input {item!r}: write INDEX=V1,V2,... (numbers)") from None
+def _sets(conformal: ConformalSets | None) -> str:
+    if conformal is None or not conformal.quantiles:
+        return "none (not fitted)"
+    return f"coverages {', '.join(sorted(conformal.quantiles))} (default {conformal.coverage:.2f})"
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from dermalens.artifact.store import load_meta
+
+    folder, meta = load_meta(args.model, verify=True)  # a mismatch is an ArtifactError: exit 2
+    print(f"{folder}: {len(meta.files)} files match their SHA-256 in artifact.json ({meta.model_id})")
+    return 0
+
+
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand(
+        "show",
+        "what an artifact says of itself: kind, classes, calibration, gate, files",
+        _show_options,
+        run_show,
+    ),
+    Subcommand("verify", "check every file of an artifact against its SHA-256", _verify_options, run_verify),
+    *artifact_fit.SUBCOMMANDS,
+    *artifact_build.SUBCOMMANDS,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    group = sub.add_parser(GROUP, help="show, verify, refit, quantise, export or import model artifacts")
+    commands = group.add_subparsers(dest="artifact_command", required=True, metavar="COMMAND")
+    for command in SUBCOMMANDS:
+        parser = commands.add_parser(command.name, help=command.help)
+        command.options(parser)
+        parser.set_defaults(func=command.run, command=f"{GROUP} {command.name}")
+    for command in SUBCOMMANDS:
+        if command.old_name is not None:
+            alias = sub.add_parser(command.old_name, help=f"old name of `dermalens {GROUP} {command.name}`")
+            command.options(alias)
+            alias.set_defaults(func=deprecated(command))
+
+
+def deprecated(command: Subcommand) -> Callable[[argparse.Namespace], int]:
+    """`command.run` behind a one-line note on stderr that names the command's new place."""
+
+    def run(args: argparse.Namespace) -> int:
+        print(
+            f"note: `dermalens {command.old_name}` is now `dermalens {GROUP} {command.name}`; "
+            "the old name goes in the next release",
+            file=sys.stderr,
+        )
+        return command.run(args)
+
+    return run

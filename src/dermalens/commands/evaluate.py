@@ -1,4 +1,5 @@
-"""`dermalens evaluate | compare | calibrate | fit-decision`: parse arguments, call the package, print a short summary."""
+"""`dermalens evaluate | compare`: parse arguments, call the package, print a short summary (calibrate and
+fit-decision: `dermalens artifact`, `commands.artifact_fit`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import argparse
 import re
 from pathlib import Path
 from typing import Any
-
-from dermalens.commands import add_data_split_options, data_split_pairs
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,22 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     compare.add_argument("--out", type=Path, help="output folder (default reports/compare-<data>)")
     compare.add_argument("--no-reports", action="store_true", help="skip each model's report.html (faster)")
     compare.set_defaults(func=run_compare)
-
-    calibrate = sub.add_parser("calibrate", help="fit temperature and threshold on a validation split")
-    calibrate.add_argument("--model", required=True, help="model artifact to calibrate (changed in place)")
-    calibrate.add_argument("--data", type=Path, required=True, help="dataset folder or CSV")
-    calibrate.add_argument("--split", type=Path, required=True, help="split file (dermalens data split)")
-    calibrate.add_argument("--split-name", default="val", help="split to calibrate on (default val)")
-    calibrate.add_argument("--target-sensitivity", type=float, default=0.95, help="default 0.95")
-    calibrate.add_argument("--tta", type=int, default=1, help="test-time augmentation views")
-    calibrate.add_argument("--out", type=Path, help="write a calibrated copy here (model left unchanged)")
-    calibrate.set_defaults(func=run_calibrate)
-
-    decision = sub.add_parser(
-        "fit-decision", help="fit the diagnosis decision rule (prior correction) on validation splits"
-    )
-    add_data_split_options(decision, "fit")
-    decision.set_defaults(func=run_fit_decision)
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +69,8 @@ def _fmt(value: Any, interval: Any = None) -> str:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from dermalens.artifact.store import load_meta
     from dermalens.evaluation.evaluate import evaluate
-    from dermalens.models.artifact import load_meta
 
     name = load_meta(args.model[0] if args.model else None, verify=False)[1].name
     out = args.out or Path("reports") / _slug(f"evaluate-{name}-{args.data.resolve().name}-{args.split_name}")
@@ -150,42 +133,4 @@ def run_compare(args: argparse.Namespace) -> int:
     print(markdown_table(result["models"]))
     print(f"{result['n_common']} common images; Δ AUC vs {result['reference']}: {result['test']}")
     print(f"comparison: {out / 'comparison.html'} (also .md, .csv, .json)")
-    return 0
-
-
-def run_calibrate(args: argparse.Namespace) -> int:
-    from dermalens.evaluation.calibration import calibrate
-
-    summary = calibrate(
-        args.model,
-        args.data,
-        args.split,
-        split_name=args.split_name,
-        target_sensitivity=args.target_sensitivity,
-        tta=args.tta,
-        out=args.out,
-    )
-    print(f"calibrated {summary['artifact']} on {summary['source']}")
-    print(
-        f"  temperature {summary['temperature_before']:.3f} -> {summary['temperature']:.3f} "
-        f"(NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f})"
-    )
-    print(
-        f"  threshold {summary['threshold']:.4f}: sensitivity {summary['sensitivity']:.3f}, "
-        f"specificity {summary['specificity']:.3f} on that split "
-        f"(target {summary['target_sensitivity']:.0%})"
-    )
-    if summary["skipped"]:
-        print(f"  {len(summary['skipped'])} image(s) skipped (missing or unreadable)")
-    return 0
-
-
-def run_fit_decision(args: argparse.Namespace) -> int:
-    from dermalens.evaluation.decision import fit_decision
-
-    summary = fit_decision(args.model, data_split_pairs(args), split_name=args.split_name, out=args.out)
-    print(f"decision rule of {summary['artifact']} fitted on {summary['source']}: tau {summary['tau']:.2f}")
-    for source, before in summary["balanced_accuracy_before"].items():
-        after = summary["balanced_accuracy_after"][source]
-        print(f"  {source:<14} balanced accuracy {before:.3f} -> {after:.3f}")
     return 0

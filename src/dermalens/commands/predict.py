@@ -1,4 +1,4 @@
-"""`dermalens predict PATH...` and `dermalens export`."""
+"""`dermalens predict PATH...` (export and quantize: `dermalens artifact`, `commands.artifact_build`)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     predict.add_argument("--batch", type=int, default=32, help="images per inference batch")
     predict.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     predict.set_defaults(func=run_predict)
-    _export_commands(sub)
 
 
 def _patient_options(predict: argparse.ArgumentParser) -> None:
@@ -90,25 +89,6 @@ def _ray_options(predict: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--num-actors", type=int, default=2, help="scoring actors (default 2)")
     group.add_argument("--threads-per-actor", type=int, default=1, help="CPUs (inference threads) per actor")
-
-
-def _export_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    export = sub.add_parser("export", help="export an artifact's network to ONNX or TorchScript")
-    export.add_argument("--model", help="artifact folder (default: bundled)")
-    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    export.add_argument("--out", type=Path, required=True)
-    export.set_defaults(func=run_export)
-
-    quant = sub.add_parser(
-        "quantize", help="write an INT8 copy of an artifact (static, calibrated on a split)"
-    )
-    quant.add_argument("--model", help="artifact folder (default: bundled)")
-    quant.add_argument("--data", type=Path, required=True, help="dataset with the calibration images")
-    quant.add_argument("--split", type=Path, help="split file; calibrate on --split-name (default val)")
-    quant.add_argument("--split-name", default="val")
-    quant.add_argument("--n", type=int, default=200, help="calibration images (spread evenly)")
-    quant.add_argument("--out", type=Path, required=True, help="folder of the INT8 artifact")
-    quant.set_defaults(func=run_quantize)
 
 
 def item_source(args: argparse.Namespace) -> tuple[Callable[[], Iterator[Item]], set[Path]]:
@@ -219,31 +199,3 @@ def _run_on_ray(
         ray, args.model, source, sink, summary, options, num_actors=args.num_actors,
         threads_per_actor=args.threads_per_actor, batch=args.batch, on_batch=screen.batch,
     )  # fmt: skip
-
-
-def run_export(args: argparse.Namespace) -> int:
-    from dermalens.models.artifact import WEIGHTS_FILE, load_meta
-    from dermalens.models.export import export
-    from dermalens.models.factory import build_from_meta
-
-    folder, meta = load_meta(args.model)
-    model = build_from_meta(meta, folder / WEIGHTS_FILE)
-    out = export(model, args.out, args.format, meta.preprocessing.input_size)
-    print(f"exported {meta.name} ({meta.architecture}) to {out} [{args.format}]")
-    return 0
-
-
-def run_quantize(args: argparse.Namespace) -> int:
-    from dermalens.data.readers import load_dataset
-    from dermalens.data.splits import Split
-    from dermalens.training.quantize import quantize_artifact
-
-    records = load_dataset(args.data, verify=False).records
-    if args.split:
-        ids = Split.load(args.split).ids(args.split_name)
-        records = [r for r in records if r.image_id in ids]
-    step = max(1, len(records) // max(1, args.n))
-    paths = [r.path for r in records[::step]][: args.n]
-    out = quantize_artifact(args.model, args.out, paths)
-    print(f"INT8 artifact: {out} (calibrated on {len(paths)} images); measure it with `dermalens compare`")
-    return 0

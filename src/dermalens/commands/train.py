@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from pathlib import Path
 
-from dermalens.commands import data_split_pairs
+from dermalens.commands import command_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -24,52 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tune.add_argument("--out", type=Path, help="folder for best.yaml, trials.csv and plots")
     tune.add_argument("--no-progress", action="store_true")
     tune.set_defaults(func=run_tune)
-
-    refit = sub.add_parser(
-        "refit-gate",
-        help="refit an artifact's out-of-distribution gate on a dataset (e.g. your own clinic's images)",
-    )
-    refit.add_argument("--model", help="artifact folder (default: bundled)")
-    refit.add_argument(
-        "--data", type=Path, action="append", required=True,
-        help="dataset: any layout `dermalens data` reads; repeat with one --split each",
-    )  # fmt: skip
-    refit.add_argument(
-        "--split", type=Path, action="append", required=True,
-        help="split file of each --data: fit on its train part, threshold on val",
-    )  # fmt: skip
-    refit.add_argument(
-        "--quantile", type=float, default=0.99, help="share of validation images accepted (default 0.99)"
-    )
-    refit.add_argument("--out", type=Path, help="write a copy here instead of changing the artifact")
-    refit.add_argument("--no-progress", action="store_true")
-    refit.set_defaults(func=run_refit_gate)
-    _register_soup(sub)
-
-
-def _register_soup(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    soup = sub.add_parser(
-        "soup",
-        help="average the weights of models fine-tuned from one starting point into one new artifact",
-    )
-    soup.add_argument(
-        "--model", dest="models", action="append", required=True, help="artifact folder (2 or more)"
-    )
-    soup.add_argument("--out", type=Path, required=True, help="folder of the new artifact")
-    soup.add_argument("--name", help="the new model's name (default: soup-<member names>)")
-    soup.add_argument(
-        "--input-size",
-        nargs=2,
-        type=int,
-        metavar=("W", "H"),
-        help="serve the soup at this input size instead of the members' (refitted there; choose on validation)",
-    )
-    soup.set_defaults(func=run_soup)
-
-
-def _command_line() -> str:
-    """The command as typed, for the artifact's `training.command` (how it was made)."""
-    return "dermalens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -152,7 +104,9 @@ def run_train(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
-    if config.model.architecture.startswith("baseline"):
+    from dermalens.artifact.kinds import infer_kind, model_kind
+
+    if not model_kind(infer_kind(config.model.architecture)).network:  # closed form, no epochs
         from dermalens.training.baselines import train_baseline
 
         print(f"baseline artifact: {train_baseline(config, out=args.out)}")
@@ -168,7 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
         save_config(config, config.run_dir() / "config.yaml")
         model, report = fit_late_fusion(config, progress=not args.no_progress)
         out = args.out or config.run_dir() / "artifact"
-        command = _command_line()
+        command = command_line()
         build_artifact(model, config, out, command=command, wall_seconds=time.time() - started, notes=report)
         print(f"model artifact: {out} (late fusion, metadata weight {report['weight']})")
         return 0
@@ -180,7 +134,7 @@ def run_train(args: argparse.Namespace) -> int:
         model = trainer.fit(resume=args.resume is not None, only_stage=args.stage)
     if dist_info.main:
         out = args.out or trainer.run_dir / "artifact"
-        command = _command_line()
+        command = command_line()
         build_artifact(model, config, out, command=command, wall_seconds=time.time() - started)
         print(f"model artifact: {out}")
     return 0
@@ -198,30 +152,4 @@ def run_tune(args: argparse.Namespace) -> int:
     print(
         f"best config: {result['out']}/best.yaml (train it: dermalens train --config {result['out']}/best.yaml)"
     )
-    return 0
-
-
-def run_refit_gate(args: argparse.Namespace) -> int:
-    from dermalens.training.refit_gate import refit_gate
-
-    if not 0.5 <= args.quantile < 1.0:
-        raise ValueError(f"--quantile {args.quantile}: use a value in [0.5, 1), e.g. 0.99")
-    folder, gate = refit_gate(
-        args.model,
-        data_split_pairs(args),
-        quantile=args.quantile,
-        out=args.out,
-        progress=not args.no_progress,
-    )
-    print(f"OOD gate of {folder} refitted: {gate.method}")
-    return 0
-
-
-def run_soup(args: argparse.Namespace) -> int:
-    from dermalens.training.soup import build_soup
-
-    command = _command_line()
-    size = None if args.input_size is None else (args.input_size[0], args.input_size[1])
-    out = build_soup(args.models, args.out, name=args.name, command=command, input_size=size)
-    print(f"model artifact: {out} (weights averaged over {len(args.models)} models, refitted on validation)")
     return 0

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
+from dermalens.artifact.meta import ArtifactMeta
 from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
 from dermalens.evaluation.conformal import fit_quantiles
 from dermalens.evaluation.decision import fit_tau, training_prior
 from dermalens.evaluation.metrics import expected_calibration_error
 from dermalens.inference.conformal import shown_sets
 from dermalens.inference.probabilities import softmax, top_class
-from dermalens.models.artifact import ArtifactMeta
 
 STEPS = ("temperature", "threshold", "decision", "conformal")
 #: Fewer labelled images than this: nothing is refitted (a 5-fold split leaves < 20 per fold).

@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from dermalens.artifact.store import load_meta
+from dermalens.artifact.write import writable_copy, write_meta
 from dermalens.evaluation.adapt import MIN_IMAGES, Clinic, adapted_meta, cross_validate
 from dermalens.evaluation.outputs import collect
 from dermalens.evaluation.run import label_targets, load_eval_data
 from dermalens.inference.engine import Engine
-from dermalens.models.artifact import load_meta, writable_copy, write_meta
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]

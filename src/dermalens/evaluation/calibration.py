@@ -23,10 +23,12 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
+from dermalens.artifact.meta import ArtifactMeta
+from dermalens.artifact.store import load_meta
+from dermalens.artifact.write import writable_copy, write_meta
 from dermalens.core.taxonomy import BINARY_LABELS, binary_label
 from dermalens.evaluation.metrics import expected_calibration_error, malignant_truth, operating_point
 from dermalens.inference.probabilities import softmax
-from dermalens.models.artifact import ArtifactMeta, load_meta, writable_copy, write_meta
 
 log = logging.getLogger(__name__)
 

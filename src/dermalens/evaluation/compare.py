@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dermalens.artifact.store import load_meta
 from dermalens.evaluation import plots
 from dermalens.evaluation.bootstrap import paired_auc_test
 from dermalens.evaluation.evaluate import evaluate_data
@@ -26,7 +27,6 @@ from dermalens.evaluation.metrics import jsonable, malignant_truth
 from dermalens.evaluation.outputs import ArtifactPath
 from dermalens.evaluation.run import EvalData, EvalRun, PathLike, load_eval_data
 from dermalens.inference.results import DISCLAIMER
-from dermalens.models.artifact import load_meta
 
 #: (column, path into metrics.json) of the comparison table.
 COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -23,12 +23,14 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from dermalens.artifact.meta import ArtifactMeta, ConformalSets
+from dermalens.artifact.store import load_meta
+from dermalens.artifact.write import write_meta
 from dermalens.evaluation.bootstrap import bootstrap_ci
 from dermalens.evaluation.run import label_targets
 from dermalens.inference.combined import Combined
 from dermalens.inference.conformal import shown_sets
 from dermalens.inference.probabilities import top_class
-from dermalens.models.artifact import ArtifactMeta, ConformalSets, load_meta, write_meta
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
+from dermalens.artifact.meta import ArtifactMeta
+from dermalens.artifact.store import load_meta
+from dermalens.artifact.write import write_meta
 from dermalens.evaluation.run import label_targets, model_label
 from dermalens.inference.probabilities import top_class
-from dermalens.models.artifact import ArtifactMeta, load_meta, write_meta
 
 log = logging.getLogger(__name__)
 

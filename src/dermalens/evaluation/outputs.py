@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dermalens.artifact.meta import ArtifactMeta
+from dermalens.artifact.store import load_meta
+from dermalens.artifact.write import writable_copy
 from dermalens.data.records import Record
 from dermalens.inference.combined import Combined, Outputs, combine
 from dermalens.inference.engine import ArtifactPath, Engine, EngineRun
-from dermalens.models.artifact import ArtifactMeta, load_meta, writable_copy
 
 log = logging.getLogger(__name__)
 

@@ -14,16 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dermalens.artifact.meta import BASELINE_FILE, ArtifactError, ArtifactMeta
 from dermalens.inference.features import FEATURE_NAMES, FEATURE_VERSION, image_features
-from dermalens.models.artifact import BASELINE_FILE, ArtifactError, ArtifactMeta
 
 ARCHITECTURE = "baseline-logreg"
 #: Logit of a class without training images (softmax probability ~1e-13).
 ABSENT_LOGIT = -30.0
-
-
-def is_baseline(meta: ArtifactMeta) -> bool:
-    return meta.architecture.startswith("baseline")
 
 
 class BaselineRuntime:

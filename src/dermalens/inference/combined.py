@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dermalens.artifact.meta import ArtifactError, ArtifactMeta
 from dermalens.inference.conformal import set_labels, shown_sets
 from dermalens.inference.probabilities import top_class, view_probabilities
 from dermalens.inference.results import Prediction, decide
-from dermalens.models.artifact import ArtifactError, ArtifactMeta
 
 
 @dataclass

@@ -26,6 +26,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from dermalens.artifact.meta import OOD_FILE, ArtifactMeta
+from dermalens.artifact.ood import OodGate
+from dermalens.artifact.store import load_meta
 from dermalens.core.decode import ImageDecodeError, ImageInput, decode_with_size
 from dermalens.core.dicom import with_dicom_tags
 from dermalens.core.metadata import PatientMetadata
@@ -34,8 +37,7 @@ from dermalens.inference.combined import Combined, Outputs, check_classes, combi
 from dermalens.inference.results import Prediction
 from dermalens.inference.runtime import OnnxRuntime, create_runtime
 from dermalens.inference.tta import tta_views, undo_view
-from dermalens.models.artifact import OOD_FILE, ArtifactMeta, load_meta
-from dermalens.models.ood import OodGate, colour_score
+from dermalens.models.ood import colour_score
 
 ArtifactPath = str | os.PathLike[str] | None
 T = TypeVar("T")

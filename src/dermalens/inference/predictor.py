@@ -16,11 +16,11 @@ from typing import overload
 import numpy as np
 from PIL import Image
 
+from dermalens.artifact.meta import ArtifactMeta
 from dermalens.core.decode import ImageDecodeError, ImageInput
 from dermalens.core.metadata import MetadataInput, PatientMetadata, per_image
 from dermalens.inference.engine import Engine, Member
 from dermalens.inference.results import Prediction, PredictionError
-from dermalens.models.artifact import ArtifactMeta
 
 
 def _source_name(item: ImageInput) -> str:

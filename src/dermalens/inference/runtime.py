@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dermalens.models.artifact import ONNX_FILE, WEIGHTS_FILE, ArtifactError, ArtifactMeta
+from dermalens.artifact.meta import ONNX_FILE, WEIGHTS_FILE, ArtifactError, ArtifactMeta
 
 RUNTIMES = ("onnx", "torch")
 
@@ -108,7 +108,7 @@ class TorchRuntime:
 
 def create_runtime(folder: Path, meta: ArtifactMeta, runtime: str = "onnx", threads: int = 1) -> Any:
     """Open the artifact's network with the named runtime; errors list the valid names."""
-    if meta.architecture.startswith("baseline"):  # classical baseline: plain arrays, no network
+    if not meta.model_kind.network:  # a classical baseline: plain arrays, no network
         from dermalens.inference.baseline import BaselineRuntime
 
         return BaselineRuntime(folder, meta)

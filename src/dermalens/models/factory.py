@@ -134,7 +134,7 @@ def reset_head(model: nn.Module) -> None:
 
 def build_from_meta(meta: object, weights: Path) -> nn.Module:
     """Rebuild an artifact's network and load its weights (``meta`` is an `ArtifactMeta`)."""
-    from dermalens.models.artifact import ArtifactError, ArtifactMeta
+    from dermalens.artifact.meta import ArtifactError, ArtifactMeta
 
     assert isinstance(meta, ArtifactMeta)
     if not weights.is_file():

@@ -1,4 +1,4 @@
-"""Fitting the out-of-distribution gate (`models.ood.OodGate`) on training and validation features.
+"""Fitting the out-of-distribution gate (`artifact.ood.OodGate`) on training and validation features.
 
 Why class radii come from training + validation images (issue #34): a class's radius is a high
 quantile of its own distances, and from the 35 validation images of vascular lesions (HAM10000 +
@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from dermalens.models.ood import OodGate
+from dermalens.artifact.ood import OodGate
 
 #: Images a class needs for its own radius (fewer: the pooled one).
 MIN_CLASS_IMAGES = 20

@@ -3,7 +3,7 @@
 Why pydantic-settings: the same validated object serves `dermalens serve`, tests (which
 pass values directly) and deployments that configure only through the environment.
 The model list is ``DERMALENS_MODELS`` (a JSON list), not ``DERMALENS_MODEL``: that
-name already selects the bundled-model override in `models.artifact.resolve`, which
+name already selects the bundled-model override in `artifact.store.resolve`, which
 still applies when no model is given here.
 """
 

@@ -26,16 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from dermalens.artifact.meta import BASELINE_FILE, META_FILE, OOD_FILE, ArtifactMeta
+from dermalens.artifact.write import put_file, write_meta
 from dermalens.evaluation.metrics import compute_metrics
 from dermalens.inference.baseline import ABSENT_LOGIT, ARCHITECTURE, BaselineRuntime
 from dermalens.inference.features import FEATURE_NAMES, FEATURE_VERSION, image_features
-from dermalens.models.artifact import (
-    BASELINE_FILE,
-    META_FILE,
-    OOD_FILE,
-    ArtifactMeta,
-    write_meta,
-)
 from dermalens.models.ood_fit import fit_gate
 
 log = logging.getLogger(__name__)
@@ -152,14 +147,12 @@ def train_baseline(
     if absent := sorted(set(classes) - {classes[k] for k in model.classes_}):
         log.warning("no training images of %s: the baseline never predicts them", ", ".join(absent))
     folder = Path(out) if out is not None else cfg.run_dir() / "artifact"
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = {"mean": scaler.mean_, "scale": scale, "coef": coef, "intercept": intercept}
-    np.savez(
-        folder / BASELINE_FILE,
-        feature_version=np.int64(FEATURE_VERSION),
-        feature_names=np.asarray(FEATURE_NAMES),
-        **weights,
-        **rbf,
+    arrays = {"mean": scaler.mean_, "scale": scale, "coef": coef, "intercept": intercept, **rbf}
+    version, names = np.int64(FEATURE_VERSION), np.asarray(FEATURE_NAMES)
+    put_file(
+        folder,
+        BASELINE_FILE,
+        lambda path: np.savez(path, feature_version=version, feature_names=names, **arrays),
     )
     meta = ArtifactMeta(
         name=cfg.name,
@@ -171,7 +164,7 @@ def train_baseline(
     )
     probs = _calibrate(meta, BaselineRuntime(folder, meta), s_val, y_val, cfg.target_sensitivity)
     gate = fit_gate(s_train.astype(np.float32), y_train, s_val.astype(np.float32), cfg.ood_quantile)
-    gate.save(folder / OOD_FILE)
+    put_file(folder, OOD_FILE, gate.save)
     _describe(meta, cfg, data, svm, best_c, gate.threshold)
     val_labels = [r.label if cfg.model.head == "dx" else r.binary for r in data.val]
     meta.metrics = {

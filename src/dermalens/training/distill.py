@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dermalens.artifact.store import load_meta
 from dermalens.data.records import Record
 from dermalens.inference.probabilities import softmax
-from dermalens.models.artifact import load_meta
 from dermalens.training.config import DistillConfig
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dermalens.artifact.meta import ArtifactMeta
 from dermalens.data.records import Record
 from dermalens.inference.probabilities import softmax
-from dermalens.models.artifact import ArtifactMeta
 from dermalens.models.build import save_artifact
 from dermalens.models.ood_fit import fit_gate
 from dermalens.training.config import TrainConfig

@@ -30,12 +30,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dermalens.artifact.kinds import IMPORTED_ARCHITECTURE
+from dermalens.artifact.meta import ONNX_FILE, ArtifactMeta
+from dermalens.artifact.write import put_file, write_meta
 from dermalens.core.preprocess import Preprocessing
 from dermalens.core.taxonomy import DX_CODES, MALIGNANT, normalize_label
-from dermalens.models.artifact import ONNX_FILE, ArtifactMeta, write_meta
 
 log = logging.getLogger(__name__)
-IMPORTED = "imported"
+IMPORTED = IMPORTED_ARCHITECTURE  # the name that makes `artifact.kinds` read the artifact as "imported"
 
 
 @dataclass
@@ -72,8 +74,7 @@ def import_model(source: Path, spec: ImportSpec, out: Path) -> Path:
             raw, layout = source, spec.layout
         else:
             raise ValueError(f"{source}: import reads .keras or .onnx files, not {source.suffix or 'this'}")
-        out.mkdir(parents=True)
-        _adapt_graph(raw, out / ONNX_FILE, order, spec.outputs, layout)
+        put_file(out, ONNX_FILE, lambda path: _adapt_graph(raw, path, order, spec.outputs, layout))
     classes = [c for c in DX_CODES if c in {normalize_label(x) for x in spec.classes}]
     meta = ArtifactMeta(
         name=spec.name,

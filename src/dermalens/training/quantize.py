@@ -2,7 +2,7 @@
 
 Why static: dynamic quantisation only covers MatMul/Gemm, and an EfficientNet is convolutions.
 The OOD gate is copied from the float model; INT8 shifts the embeddings, so refit it on the
-quantised network (`dermalens refit-gate --model INT8_DIR ...`) before serving.
+quantised network (`dermalens artifact refit-gate --model INT8_DIR ...`) before serving.
 The quantised copy is a separate artifact (same metadata, ``-int8`` name), so its accuracy
 change can be measured with `dermalens evaluate`/`compare` before anyone serves it.
 """
@@ -10,16 +10,18 @@ change can be measured with `dermalens evaluate`/`compare` before anyone serves 
 from __future__ import annotations
 
 import itertools
-import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from dermalens.artifact.meta import ONNX_FILE
+from dermalens.artifact.store import load_meta
+from dermalens.artifact.write import put_file, writable_copy, write_meta
 from dermalens.core.decode import ImageInput
 from dermalens.core.metadata import MetadataEncoding
 from dermalens.inference.engine import Engine
-from dermalens.models.artifact import META_FILE, ONNX_FILE, load_meta, write_meta
 
 
 class _Reader:
@@ -50,14 +52,10 @@ def quantize_artifact(
 
     `method`: "minmax" or "percentile" (clips activation outliers at the 99.999th percentile).
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     folder, meta = load_meta(source)
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(folder, out)
+    out = writable_copy(folder, out, replace=True)
     size = min(batch, len(calibration))
     inputs = Engine.load(folder, verify=False).network_inputs(calibration)  # verified by load_meta
 
@@ -65,12 +63,29 @@ def quantize_artifact(
         while len(group := list(itertools.islice(inputs, size))) == size:
             yield np.stack(group)
 
-    prepared = out / "model.pre.onnx"
-    quant_pre_process(str(folder / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "model.pre.onnx"
+        quant_pre_process(str(folder / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
+        put_file(out, ONNX_FILE, lambda path: _quantize(prepared, path, batches(), meta.encoding, method))
+    meta.name = f"{meta.name}-int8"
+    meta.training = {
+        **meta.training,
+        "quantized": f"static INT8 (QDQ, per-channel, reduce_range), {len(calibration)} calibration images",
+    }
+    write_meta(out, meta)
+    return out
+
+
+def _quantize(
+    prepared: Path, out: Path, batches: Iterator[np.ndarray], encoding: MetadataEncoding | None, method: str
+) -> None:
+    """ONNX Runtime's static QDQ quantisation of the `prepared` graph into `out`."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     quantize_static(
         str(prepared),
-        str(out / ONNX_FILE),
-        _Reader(batches(), meta.encoding),
+        str(out),
+        _Reader(batches, encoding),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
@@ -82,12 +97,3 @@ def quantize_artifact(
         calibrate_method=CalibrationMethod.Percentile if method == "percentile" else CalibrationMethod.MinMax,
         extra_options={"CalibPercentile": 99.999} if method == "percentile" else {},
     )
-    prepared.unlink()
-    meta.name = f"{meta.name}-int8"
-    meta.training = {
-        **meta.training,
-        "quantized": f"static INT8 (QDQ, per-channel, reduce_range), {len(calibration)} calibration images",
-    }
-    (out / META_FILE).unlink()
-    write_meta(out, meta)
-    return out

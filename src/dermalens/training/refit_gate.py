@@ -15,16 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from dermalens.artifact.meta import ONNX_FILE, OOD_FILE, WEIGHTS_FILE
+from dermalens.artifact.ood import OodGate
+from dermalens.artifact.store import load_meta
+from dermalens.artifact.write import put_file, remove_file, save_gate, writable_copy, write_meta
 from dermalens.data.readers import load_dataset
 from dermalens.data.records import Record
 from dermalens.data.splits import Split
 from dermalens.evaluation.outputs import collect_outputs
 from dermalens.inference.engine import Engine
-from dermalens.models.artifact import ONNX_FILE, OOD_FILE, WEIGHTS_FILE, load_meta, writable_copy, write_meta
-from dermalens.models.build import save_gate
 from dermalens.models.export import export_onnx
 from dermalens.models.factory import build_from_meta
-from dermalens.models.ood import OodGate
 from dermalens.models.ood_fit import fit_gate
 
 
@@ -62,8 +63,8 @@ def refit_gate(
     target = writable_copy(folder, out)
     if not meta.training.get("quantized"):  # an INT8 graph is kept: its gate is fitted on its own outputs
         model = build_from_meta(meta, folder / WEIGHTS_FILE)
-        export_onnx(model, target / ONNX_FILE, meta.preprocessing.input_size)
-    (target / OOD_FILE).unlink(missing_ok=True)  # the old gate may not read the new outputs
+        put_file(target, ONNX_FILE, lambda path: export_onnx(model, path, meta.preprocessing.input_size))
+    remove_file(target, OOD_FILE)  # the old gate may not read the new outputs
     write_meta(target, meta)  # new hashes: the engine verifies the artifact it opens
     parts = _split_records(sources, meta.classes)
     engine = Engine.load(target)

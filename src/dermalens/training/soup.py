@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dermalens.models.artifact import WEIGHTS_FILE, ArtifactMeta, load_meta
+from dermalens.artifact.meta import WEIGHTS_FILE, ArtifactMeta
+from dermalens.artifact.store import load_meta
 from dermalens.models.factory import build_from_meta
 
 #: Smallest input side a soup may be served at (the network's total stride is 32; below 8 px nothing is left).

@@ -1,31 +1,18 @@
-"""The model artifact: the hinge between training and serving.
+"""What `artifact.json` holds (`ArtifactMeta`), the names of an artifact's files, and its error.
 
-An artifact is a folder::
-
-    artifact.json   everything needed to use the weights (see `ArtifactMeta`) + file hashes
-    model.onnx      inputs "image" [N,3,H,W] (+ "metadata" [N,M] for fusion models); outputs "logits" [N,C], "features" [N,D], "cam" [N,C,h,w]
-    weights.pt      PyTorch state dict (training side: fine-tuning, export, Grad-CAM)
-    ood.npz         statistics of the out-of-distribution gate (optional)
-
-Class names and order, the malignant set, preprocessing, calibration temperature and
-operating threshold live *only* here; the predictor, exporter, evaluator and server
-read them. Loading checks every file's SHA-256, so a damaged or swapped file is a
-clear error instead of silently wrong predictions. This module never imports torch.
+Class names and order, the malignant set, preprocessing, calibration temperature and operating
+threshold live *only* here; the predictor, exporter, evaluator and server read them. Reading and
+verifying: `artifact.store`; writing: `artifact.write`. Never imports torch.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from dataclasses import asdict, field
-from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic.dataclasses import dataclass
 
-from dermalens.core.hashing import file_sha256
+from dermalens.artifact.kinds import ModelKind, infer_kind, model_kind
 from dermalens.core.metadata import MetadataEncoding
 from dermalens.core.preprocess import Preprocessing
 from dermalens.core.schema import STRICT, load
@@ -36,21 +23,8 @@ ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.pt"
 OOD_FILE = "ood.npz"
 BASELINE_FILE = "baseline.npz"
-
-#: The bundled model as an installed wheel carries it (package data, copied there by setup.py from
-#: models/default/ without weights.pt: serving reads the ONNX graph only).
-PACKAGED_DIR = Path(str(resources.files("dermalens") / "_bundled"))
-#: The bundled model in a source checkout or editable install: the one copy kept in git.
-SOURCE_DIR = Path(__file__).resolve().parents[3] / "models" / "default"
-
-
-def bundled_dir() -> Path:
-    """The bundled default model: the packaged copy where there is one (an installed wheel), else
-    the checkout's (a source tree or an editable install, whose package holds no copy)."""
-    return PACKAGED_DIR if (PACKAGED_DIR / META_FILE).is_file() else SOURCE_DIR
-
-
-BUNDLED_DIR = bundled_dir()
+#: Every file an artifact may hold besides `META_FILE`, each hashed into it.
+HASHED_FILES = (ONNX_FILE, WEIGHTS_FILE, OOD_FILE, BASELINE_FILE)
 
 
 class ArtifactError(ValueError):
@@ -83,7 +57,7 @@ class ConformalSets:
         if key not in self.quantiles:
             raise ValueError(
                 f"coverage {wanted} was not fitted for this model; fitted: {', '.join(sorted(self.quantiles))} "
-                "(dermalens conformal --coverage C adds one)"
+                "(dermalens artifact conformal --coverage C adds one)"
             )
         return float(key), self.quantiles[key]
 
@@ -128,6 +102,10 @@ class ArtifactMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    #: What sort of model this is (`artifact.kinds`: network, baseline, soup, imported). Artifacts
+    #: written before the field lack it; it is then inferred (`infer_kind`) on reading and on
+    #: writing, so every other module asks `model_kind` and tests no names.
+    kind: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -143,6 +121,7 @@ class ArtifactMeta:
             )
         try:
             meta = load(cls, data, "artifact.json")
+            meta.kind = meta.model_kind.name  # an unknown kind is an error listing the registered ones
             meta.preprocessing.validate()  # here, at load: a model needing OpenCV (CLAHE) says so first
             if meta.class_bias and len(meta.class_bias) != len(meta.classes):
                 raise ValueError(
@@ -151,6 +130,12 @@ class ArtifactMeta:
         except ValueError as err:
             raise ArtifactError(str(err)) from None
         return meta
+
+    @property
+    def model_kind(self) -> ModelKind:
+        """The registry entry of this model's kind: the stated one, else the one its architecture
+        and training record imply (a new `ArtifactMeta`, or an artifact from before the field)."""
+        return model_kind(self.kind or infer_kind(self.architecture, self.training))
 
     @property
     def encoding(self) -> MetadataEncoding | None:
@@ -176,70 +161,3 @@ class ArtifactMeta:
             or "unhashed"
         )
         return f"{self.name}-{self.version}-{digest[:8]}"
-
-
-def resolve(path: str | os.PathLike[str] | None) -> Path:
-    """The artifact folder for `path` (a folder, or a file inside one); None = the bundled model."""
-    if path is None:
-        path = os.environ.get("DERMALENS_MODEL") or BUNDLED_DIR
-    folder = Path(path).expanduser()
-    if folder.is_file():
-        folder = folder.parent
-    if not (folder / META_FILE).is_file():
-        hint = " (the bundled model is missing: reinstall or pass --model)" if folder == BUNDLED_DIR else ""
-        raise ArtifactError(f"{folder}: not a dermalens model artifact (no {META_FILE}){hint}")
-    return folder
-
-
-def load_meta(
-    path: str | os.PathLike[str] | None = None, *, verify: bool = True
-) -> tuple[Path, ArtifactMeta]:
-    """Read and check an artifact's metadata; with `verify`, check every listed file's SHA-256."""
-    folder = resolve(path)
-    try:
-        meta = ArtifactMeta.from_dict(json.loads((folder / META_FILE).read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError, KeyError) as err:
-        raise ArtifactError(f"{folder / META_FILE}: damaged or not an artifact file ({err})") from None
-    if verify:
-        for name, expected in meta.files.items():
-            file = folder / name
-            if not file.is_file():
-                if name in absent_allowed(folder):
-                    continue
-                raise ArtifactError(f"{folder}: {name} is listed in {META_FILE} but missing")
-            actual = file_sha256(file)
-            if actual != expected:
-                raise ArtifactError(
-                    f"{file}: SHA-256 {actual[:12]}… does not match {expected[:12]}… in {META_FILE}; "
-                    "the file is damaged or from another model"
-                )
-    return folder, meta
-
-
-def absent_allowed(folder: Path) -> frozenset[str]:
-    """Listed files `folder` may lack: weights.pt in the wheel's packaged copy of the bundled model
-    only (13 MB that predicting never reads); every other artifact, and every file that is present,
-    is checked in full."""
-    return frozenset({WEIGHTS_FILE}) if folder.resolve() == PACKAGED_DIR.resolve() else frozenset()
-
-
-def write_meta(folder: Path, meta: ArtifactMeta) -> Path:
-    """Hash every artifact file present in `folder` and write `artifact.json`."""
-    meta.files = {
-        name: file_sha256(folder / name)
-        for name in (ONNX_FILE, WEIGHTS_FILE, OOD_FILE, BASELINE_FILE)
-        if (folder / name).is_file()
-    }
-    path = folder / META_FILE
-    path.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return path
-
-
-def writable_copy(folder: Path, out: str | os.PathLike[str] | None) -> Path:
-    """Where a command that changes an artifact writes: `folder` itself, or a new copy of it at
-    `out` (an existing `out` is refused, never overwritten)."""
-    if out is None:
-        return folder
-    if Path(out).exists():
-        raise ValueError(f"{out} exists; choose a new folder for the changed copy")
-    return Path(shutil.copytree(folder, out))

@@ -14,8 +14,9 @@ import pytest
 
 from conftest import lesion_like
 from dermalens import Classifier
-from dermalens.models import artifact
-from dermalens.models.artifact import META_FILE, WEIGHTS_FILE, ArtifactError, load_meta
+from dermalens.artifact import store as artifact
+from dermalens.artifact.meta import META_FILE, WEIGHTS_FILE, ArtifactError
+from dermalens.artifact.store import load_meta
 
 
 def serving_copy(source: Path, folder: Path) -> Path:
