@@ -46,8 +46,6 @@ STEPS = ("temperature", "threshold", "decision", "conformal")
 FEATURE_STEPS = ("gate", "head")
 #: Fewer labelled images than this: nothing is refitted (a 5-fold split leaves < 20 per fold).
 MIN_IMAGES = 100
-#: Folds inside the fitting rows for the head's cross-fitted outputs (`_cross_fitted`).
-INNER_FOLDS = 4
 #: Share of non-dermoscopy images a re-centred gate must still refuse (`benchmarks/ood_gate.py`'s target).
 MIN_REFUSED = 0.98
 #: The share of non-dermoscopy images a given gate refuses.
@@ -191,40 +189,22 @@ class Fitted:
 def fit_steps(meta: ArtifactMeta, clinic: Clinic, rows: np.ndarray, steps: Sequence[str]) -> Fitted:
     """`steps` fitted on the clinic's `rows`: the head first (the rules are refitted on what it
     serves), the gate independently."""
-    from dermalens.evaluation.adapt_head import fit_head, head_logp
+    from dermalens.evaluation.adapt_head import cross_fitted, fit_head, head_logp
     from dermalens.models.ood_fit import shift_gate
 
     head, gate, logp, fit_on = None, None, clinic.logp, clinic.logp[rows]
     if "head" in steps and clinic.head is not None and clinic.features is not None:
         head = fit_head(clinic.features[rows], clinic.targets[rows], clinic.head, meta.temperature)
         logp = head_logp(clinic.features, *head, meta.temperature)
-        fit_on = _cross_fitted(meta, clinic, rows)
+        fit_on = cross_fitted(
+            clinic.features[rows], clinic.targets[rows], clinic.groups[rows], clinic.head, meta.temperature
+        )
     if "gate" in steps and clinic.gate is not None and clinic.features is not None:
         labels = clinic.targets[rows] if len(clinic.gate.means) == len(meta.classes) else None
         level = clinic.level[rows] if clinic.level is not None else None
         gate = shift_gate(clinic.gate, clinic.features[rows], level, labels)
     rules = fit_rules(meta, fit_on, clinic.targets[rows], [s for s in steps if s in STEPS])
     return Fitted(rules, head, gate, logp)
-
-
-def _cross_fitted(meta: ArtifactMeta, clinic: Clinic, rows: np.ndarray) -> np.ndarray:
-    """Log-probabilities of `rows`, each from a head fitted on the other lesion-grouped folds of `rows`.
-
-    Why: a head refitted on a few hundred images is overconfident on those very images, so a
-    temperature, threshold or quantile fitted on them would be wrong on new ones (measured on
-    Derm7pt: ECE 0.095, coverage 0.74 at a stated 0.90); fitted on cross-fitted outputs they see
-    what new images will get."""
-    from dermalens.evaluation.adapt_head import fit_head, head_logp
-
-    assert clinic.features is not None and clinic.head is not None
-    out = np.zeros((len(rows), clinic.logp.shape[1]))
-    splitter = GroupKFold(INNER_FOLDS, shuffle=True, random_state=1)
-    for inner, held in splitter.split(rows, groups=clinic.groups[rows]):
-        head = fit_head(
-            clinic.features[rows[inner]], clinic.targets[rows[inner]], clinic.head, meta.temperature
-        )
-        out[held] = head_logp(clinic.features[rows[held]], *head, meta.temperature)
-    return out
 
 
 @dataclass

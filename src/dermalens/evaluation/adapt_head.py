@@ -26,6 +26,8 @@ import numpy as np
 
 #: Strength of the pull towards the original head (see the module docstring).
 HEAD_L2 = 0.03
+#: Folds inside the fitting rows for the head's cross-fitted outputs (`cross_fitted`).
+INNER_FOLDS = 4
 
 
 def head_logp(features: np.ndarray, weight: np.ndarray, bias: np.ndarray, temperature: float) -> np.ndarray:
@@ -67,3 +69,26 @@ def fit_head(
     start = np.concatenate([w0.ravel(), b0]).astype(np.float64)
     fitted = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 300}).x
     return fitted[: classes * dim].reshape(classes, dim), fitted[classes * dim :]
+
+
+def cross_fitted(
+    features: np.ndarray,
+    targets: np.ndarray,
+    groups: np.ndarray,
+    prior: tuple[np.ndarray, np.ndarray],
+    temperature: float,
+    folds: int = INNER_FOLDS,
+) -> np.ndarray:
+    """Served log-probabilities of every row, each from a head fitted on the other lesion-grouped folds.
+
+    Why: a head refitted on a few hundred images is overconfident on those very images, so a
+    temperature, threshold or quantile fitted on them would be wrong on new ones (measured on
+    Derm7pt: ECE 0.095, coverage 0.74 at a stated 0.90); fitted on cross-fitted outputs they see
+    what new images will get."""
+    from sklearn.model_selection import GroupKFold
+
+    out = np.zeros((len(targets), len(prior[1])))
+    for inner, held in GroupKFold(folds, shuffle=True, random_state=1).split(features, groups=groups):
+        head = fit_head(features[inner], targets[inner], prior, temperature)
+        out[held] = head_logp(features[held], *head, temperature)
+    return out
