@@ -62,7 +62,9 @@ def _unlabelled(args: argparse.Namespace, work: Path) -> tuple[Any, dict[str, An
     for key in ("auc", "balanced_accuracy", "recall_bcc", "ece", "refused"):
         print(f"  {key:<18} {measured['before'][key]:.3f} -> {measured['after'][key]:.3f}")
     print(
-        "  kept" if measured["kept"] else "  left out (AUC lower or balanced accuracy not higher out of fold)"
+        "  kept"
+        if measured["kept"]
+        else "  left out (out of fold: AUC lower, more refused, or no better named)"
     )
     return model, measured
 

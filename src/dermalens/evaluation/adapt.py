@@ -272,8 +272,9 @@ def helps(step: str, before: dict[str, float], after: dict[str, float], meta: Ar
         return (
             after["refused"] < before["refused"] and after.get("not_dermoscopy_refused", 1.0) >= MIN_REFUSED
         )
-    if step == "adabn":  # unlabelled statistics: they must not cost ranking, and must name better
-        return after["auc"] >= before["auc"] and after["balanced_accuracy"] > before["balanced_accuracy"]
+    if step == "adabn":  # unlabelled statistics: they must not cost ranking or refusals, and must name better
+        named = after["balanced_accuracy"] > before["balanced_accuracy"]
+        return after["auc"] >= before["auc"] and named and after["refused"] <= before["refused"]
     if step == "head":
         bcc_kept = not after["recall_bcc"] < before["recall_bcc"]  # no BCC in the clinic: nan, no veto
         return (

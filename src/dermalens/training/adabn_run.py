@@ -5,7 +5,8 @@ Measured as the labelled steps are: lesion-grouped folds of the labelled clinic 
 the statistics are re-estimated on the other folds' images *treated as unlabelled* (their labels
 are never read), the gate re-centred on their features (each image's nearest class), and the
 held-out fold served by the new graph with the artifact's own rules. Kept only if the pooled
-out-of-fold AUC is not lower and the balanced accuracy is higher (`evaluation.adapt.helps`); then
+out-of-fold AUC is not lower, the share refused by the gate not higher and the balanced accuracy
+higher (`evaluation.adapt.helps`); then
 the statistics are re-estimated on all of DIR's images, and the labelled steps are fitted on top.
 """
 
