@@ -105,9 +105,9 @@ def stage_medians(clf, data: list[bytes], runs: int) -> dict[str, float]:  # typ
 def ort_batch_throughput(clf, data: list[bytes]) -> float:  # type: ignore[no-untyped-def]
     """ONNX Runtime alone on ready inputs, batches of 32, one session on every core (the engine's
     lanes run one thread each; the bound keeps the definition it had before them): images/s."""
+    from dermalens.artifact.meta import ONNX_FILE
     from dermalens.core.preprocess import load_canonical, normalize
     from dermalens.inference.runtime import OnnxRuntime
-    from dermalens.artifact.meta import ONNX_FILE
 
     session = OnnxRuntime(clf.members[0].folder / ONNX_FILE, os.cpu_count())
     spec = clf.meta.preprocessing

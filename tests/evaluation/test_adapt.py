@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from dermalens import Classifier
 from dermalens.artifact.store import load_meta
 from dermalens.cli import main
-from dermalens.evaluation.adapt import STEPS, helps
+from dermalens.evaluation.adapt import FEATURE_STEPS, MIN_REFUSED, STEPS, helps
+from dermalens.models.onnx_head import read_head
 
 pytestmark = pytest.mark.realdata
 
@@ -34,6 +37,7 @@ def test_adapt_keeps_what_helps_out_of_fold(
                 "3",
                 "--n-boot",
                 "20",
+                "--head",
                 "--no-progress",
             ]
         )
@@ -43,12 +47,23 @@ def test_adapt_keeps_what_helps_out_of_fold(
     assert "out of fold, pooled" in printed and "balanced_accuracy" in printed
     before, after = load_meta(sets_artifact)[1], load_meta(out)[1]
     report = after.metrics["adaptation"]
-    assert report["n"] == 300 and len(report["per_fold"]) == 3 and set(report["kept"]) <= set(STEPS)
+    assert report["n"] == 300 and len(report["per_fold"]) == 3
+    assert set(report["kept"]) <= {*STEPS, *FEATURE_STEPS}
     for step, trial in report["left"].items():  # a step left out was not better out of fold
-        assert not helps(step, report["before"]["figures"], trial, before)
+        base = report["without_head"] if step == "head" else report["before"]["figures"]
+        assert not helps(step, base, trial, before)
     assert (after.temperature != before.temperature) == ("temperature" in report["kept"])
     assert (after.threshold != before.threshold) == ("threshold" in report["kept"])
-    assert report["before"]["figures"]["refused"] == report["after"]["figures"]["refused"]  # gate unchanged
+    assert report["gate_not_dermoscopy_refused"] >= 0.0
+    if "gate" in report["kept"]:  # re-centred: fewer held-out refusals, non-dermoscopy still refused
+        assert report["after"]["figures"]["refused"] < report["before"]["figures"]["refused"]
+        assert report["gate_not_dermoscopy_refused"] >= MIN_REFUSED and "re-centred" in after.ood_method
+    else:
+        assert report["before"]["figures"]["refused"] == report["after"]["figures"]["refused"]
+    graph_head, weights = read_head(out / "model.onnx"), torch.load(out / "weights.pt", weights_only=True)
+    changed = not np.array_equal(graph_head[0], read_head(sets_artifact / "model.onnx")[0])
+    assert changed == ("head" in report["kept"])
+    assert np.allclose(weights["classifier.weight"].numpy(), graph_head[0], atol=1e-6)  # weights.pt in step
     result = Classifier.load(out).predict(ham10000 / "images" / "ISIC_0024306.jpg")
     assert result.prediction_set and result.prediction_set[0] == result.prediction
     assert main([*argv, "--split-name", "test", "--out", str(out)]) == 2  # never over an existing folder

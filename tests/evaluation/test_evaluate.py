@@ -94,8 +94,10 @@ def test_probabilities_match_the_predictor(evaluation: Path, tiny_artifact: Path
     for row, result in zip(rows, results, strict=True):
         assert not hasattr(result, "error")
         assert float(row["p_malignant"]) == pytest.approx(result.p_malignant, abs=1e-5)
-        # predictions.csv scores refused images too (for analysis); the API gives them no verdict.
-        assert row["prediction"] == result.prediction
+        # predictions.csv scores refused images too (for analysis); the API gives them no verdict
+        # and keeps the model's class as top_class.
+        assert row["prediction"] == result.top_class
+        assert result.prediction == (None if result.ood else result.top_class)
         assert row["decision"] == ("malignant" if result.p_malignant >= result.threshold else "benign")
         assert result.decision == ("refused" if result.ood else row["decision"])
         assert bool(int(row["ood"])) == result.ood

@@ -79,3 +79,25 @@ def test_a_gate_saved_before_the_rule_loads_and_scores_as_before(tmp_path):
     again = OodGate.load(tmp_path / "new.npz")
     assert again.nearest_by == "distance" and "nearest class mean" in again.method
     assert np.array_equal(again.score(probe), new.score(probe))
+
+
+def test_a_gate_recentred_on_a_shifted_clinic_accepts_its_lesions_and_still_refuses_the_far():
+    """Another camera shifts every embedding alike: the gate fitted elsewhere refuses most of the
+    clinic's images; re-centred on some of them (`shift_gate`) it accepts new ones as it accepted
+    its own validation images, while a point far from every class stays refused."""
+    from dermalens.models.ood_fit import shift_gate
+
+    rng = np.random.default_rng(3)
+    train, labels = _sample(rng, (600, 300, 150))
+    val, val_labels = _sample(rng, (200, 100, 50))
+    gate = fit_gate(train, labels, val, 0.99, val_labels=val_labels)
+    offset = np.full(DIM, 1.0, np.float32)
+    clinic, clinic_labels = _sample(rng, (200, 100, 50))
+    new, _ = _sample(rng, (200, 100, 50))
+    assert (gate.score(new + offset) > 1).mean() > 0.5
+    for known in (clinic_labels, None):  # labelled, or each image's nearest class
+        shifted = shift_gate(gate, clinic + offset, labels=known)
+        assert (shifted.score(new + offset) > 1).mean() < 0.05
+        far = gate.means[:1] + offset + 6.0
+        assert shifted.score(far)[0] > 1 and np.array_equal(shifted.precision, gate.precision)
+    assert np.array_equal(gate.means, fit_gate(train, labels, val, 0.99, val_labels=val_labels).means)

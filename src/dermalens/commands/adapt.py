@@ -1,10 +1,12 @@
-"""`dermalens adapt`: refit a model's calibration, threshold, decision rule and prediction sets on a
-clinic's own labelled images (lesion-grouped k-fold says which steps help); print before → after."""
+"""`dermalens adapt`: refit a model's calibration, threshold, decision rule, prediction sets, OOD gate
+and (`--head`) last layer on a clinic's own labelled images (lesion-grouped k-fold says which steps
+help); print before → after."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     adapt.add_argument("--split-name", default="train", help="split of --split to adapt on (default train)")
     adapt.add_argument("--out", type=Path, required=True, help="new artifact folder (must not exist)")
     adapt.add_argument("--folds", type=int, default=5, help="lesion-grouped folds inside the clinic's data")
+    adapt.add_argument(
+        "--head",
+        action="store_true",
+        help="also refit the last layer on frozen features (pulled towards the original; kept if it helps)",
+    )
+    adapt.add_argument(
+        "--unlabelled",
+        type=Path,
+        help="folder of the clinic's unlabelled images: re-estimate batch-norm and gate statistics (AdaBN;"
+        " needs weights.pt), kept if it helps out of fold on --data",
+    )
     adapt.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the intervals")
     adapt.add_argument("--no-progress", action="store_true")
     adapt.set_defaults(func=run_adapt)
@@ -33,13 +46,46 @@ def _cell(report: dict[str, Any], side: str, key: str) -> str:
     return f"{value:.3f}" + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
 
 
+def _unlabelled(args: argparse.Namespace, work: Path) -> tuple[Any, dict[str, Any]]:
+    """AdaBN measured out of fold on --data; print it; the model the labelled steps start from."""
+    from dermalens.training.adabn_run import adapt_unlabelled
+
+    if Path(args.out).exists():  # before minutes of work, not after
+        raise ValueError(f"{args.out} exists; choose a new folder for the adapted model")
+    model, measured = adapt_unlabelled(
+        args.model, args.unlabelled, args.data, args.split, args.split_name, args.folds, work,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(
+        f"--unlabelled ({measured['images']} images): batch-norm and gate statistics, out of fold on --data:"
+    )
+    for key in ("auc", "balanced_accuracy", "recall_bcc", "ece", "refused"):
+        print(f"  {key:<18} {measured['before'][key]:.3f} -> {measured['after'][key]:.3f}")
+    print(
+        "  kept"
+        if measured["kept"]
+        else "  left out (out of fold: AUC lower, more refused, or no better named)"
+    )
+    return model, measured
+
+
 def run_adapt(args: argparse.Namespace) -> int:
+    from dermalens.evaluation.adapt import MIN_REFUSED
     from dermalens.evaluation.adapt_run import adapt
 
-    report = adapt(
-        args.model, args.data, args.out, split_file=args.split, split_name=args.split_name,
-        folds=args.folds, n_boot=args.n_boot, progress=not args.no_progress,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="dermalens-adapt-") as work:
+        model, unlabelled = args.model, None
+        if args.unlabelled is not None:
+            model, unlabelled = _unlabelled(args, Path(work))
+        report = adapt(
+            model, args.data, args.out, split_file=args.split, split_name=args.split_name,
+            folds=args.folds, n_boot=args.n_boot, head=args.head, unlabelled=unlabelled,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    if "head" in report["kept"]:
+        from dermalens.training.adapt_weights import sync_head_weights
+
+        sync_head_weights(args.out)
     if "note" in report:
         print(report["note"])
         return 0
@@ -57,7 +103,9 @@ def run_adapt(args: argparse.Namespace) -> int:
     ):
         print(f"  {key:<18} {_cell(report, 'before', key)} -> {_cell(report, 'after', key)}")
     print("adapted: " + (", ".join(report["kept"]) or "nothing"))
-    for step in report["left"]:
-        print(f"  {step}: left as it was (no better out of fold)")
+    for step, trial in report["left"].items():
+        few = trial.get("not_dermoscopy_refused", 1.0) < MIN_REFUSED
+        why = "it refuses too few non-dermoscopy images" if few else "no better out of fold"
+        print(f"  {step}: left as it was ({why})")
     print(f"artifact: {args.out}")
     return 0

@@ -12,13 +12,20 @@ each fold's steps fitted on the other folds. A step whose pooled out-of-fold fig
 than before (temperature: binary ECE; threshold: distance of the sensitivity to its target;
 decision rule: balanced accuracy; sets: distance of the coverage to the stated one) is left as it
 was, and the card says so. The kept steps are then refitted on all the clinic's images.
+
+Two steps need the network's features. The gate (`models.ood_fit.shift_gate`: its class and
+mid-level means re-centred on the clinic's images) is kept if it refuses fewer held-out lesions.
+`--head` (`evaluation.adapt_head`: the last layer refitted on frozen features, pulled towards the
+original) is judged last, against the other kept steps: kept only if the AUC is not lower, the BCC
+recall not lower and the balanced accuracy higher out of fold; within a fold the rules are refitted
+on what the fold's new head serves.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +33,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from dermalens.artifact.meta import ArtifactMeta
+from dermalens.artifact.ood import OodGate
 from dermalens.evaluation.calibration import fit_temperature, threshold_for_sensitivity
 from dermalens.evaluation.conformal import fit_quantiles
 from dermalens.evaluation.decision import fit_tau, training_prior
@@ -34,8 +42,14 @@ from dermalens.inference.conformal import shown_sets
 from dermalens.inference.probabilities import softmax, top_class
 
 STEPS = ("temperature", "threshold", "decision", "conformal")
+#: Steps that need the network's pooled features: re-centring the OOD gate, refitting the head.
+FEATURE_STEPS = ("gate", "head")
 #: Fewer labelled images than this: nothing is refitted (a 5-fold split leaves < 20 per fold).
 MIN_IMAGES = 100
+#: Share of non-dermoscopy images a re-centred gate must still refuse (`benchmarks/ood_gate.py`'s target).
+MIN_REFUSED = 0.98
+#: The share of non-dermoscopy images a given gate refuses.
+Probe = Callable[[OodGate], float]
 
 
 @dataclass(frozen=True)
@@ -131,23 +145,78 @@ def figures(
 @dataclass
 class Clinic:
     """A clinic's labelled images as the model serves them: log-probabilities (the artifact's own
-    temperature applied), class indices, lesion groups and the gate's refusals."""
+    temperature applied), class indices, lesion groups and the gate's refusals; for the steps that
+    need them (`FEATURE_STEPS`), the network's pooled and mid-level features, each image's refusal
+    score that no gate change lowers (the colour check), the original head and the gate."""
 
     logp: np.ndarray
     targets: np.ndarray
     groups: np.ndarray
     refused: np.ndarray
+    features: np.ndarray | None = None
+    level: np.ndarray | None = None
+    floor: np.ndarray | None = None
+    head: tuple[np.ndarray, np.ndarray] | None = None
+    gate: OodGate | None = None
+    #: Each row's image (path), for steps that run the network again (`--unlabelled`).
+    images: np.ndarray | None = None
+
+    def available(self, head: bool) -> tuple[str, ...]:
+        """The steps this clinic's data allows (`head`: whether --head was asked for)."""
+        gate = ("gate",) if self.gate is not None and self.features is not None else ()
+        fine_tune = ("head",) if head and self.head is not None and self.features is not None else ()
+        return STEPS + gate + fine_tune
+
+
+@dataclass
+class Fitted:
+    """Steps fitted on some of the clinic's rows: the rules, the new head and gate (None: as
+    served), and every row's served log-probabilities under that head."""
+
+    rules: Rules
+    head: tuple[np.ndarray, np.ndarray] | None
+    gate: OodGate | None
+    logp: np.ndarray
+
+    def refused(self, clinic: Clinic, rows: np.ndarray) -> np.ndarray:
+        """Whether the (re-centred) gate refuses each of `rows`."""
+        if self.gate is None or clinic.features is None or clinic.floor is None:
+            return clinic.refused[rows]
+        level = clinic.level[rows] if clinic.level is not None else None
+        return np.maximum(self.gate.score(clinic.features[rows], None, level), clinic.floor[rows]) > 1.0
+
+
+def fit_steps(meta: ArtifactMeta, clinic: Clinic, rows: np.ndarray, steps: Sequence[str]) -> Fitted:
+    """`steps` fitted on the clinic's `rows`: the head first (the rules are refitted on what it
+    serves), the gate independently."""
+    from dermalens.evaluation.adapt_head import cross_fitted, fit_head, head_logp
+    from dermalens.models.ood_fit import shift_gate
+
+    head, gate, logp, fit_on = None, None, clinic.logp, clinic.logp[rows]
+    if "head" in steps and clinic.head is not None and clinic.features is not None:
+        head = fit_head(clinic.features[rows], clinic.targets[rows], clinic.head, meta.temperature)
+        logp = head_logp(clinic.features, *head, meta.temperature)
+        fit_on = cross_fitted(
+            clinic.features[rows], clinic.targets[rows], clinic.groups[rows], clinic.head, meta.temperature
+        )
+    if "gate" in steps and clinic.gate is not None and clinic.features is not None:
+        labels = clinic.targets[rows] if len(clinic.gate.means) == len(meta.classes) else None
+        level = clinic.level[rows] if clinic.level is not None else None
+        gate = shift_gate(clinic.gate, clinic.features[rows], level, labels)
+    rules = fit_rules(meta, fit_on, clinic.targets[rows], [s for s in steps if s in STEPS])
+    return Fitted(rules, head, gate, logp)
 
 
 @dataclass
 class _Pooled:
-    """Out-of-fold results gathered fold by fold (each row predicted by rules fitted without it)."""
+    """Out-of-fold results gathered fold by fold (each row predicted by steps fitted without it)."""
 
     probs: np.ndarray
     named: np.ndarray
     sets: np.ndarray | None
     threshold: np.ndarray
     fold: np.ndarray
+    refused: np.ndarray
 
 
 def out_of_fold(
@@ -155,19 +224,20 @@ def out_of_fold(
 ) -> _Pooled:
     """Every row predicted by `steps` fitted on the other lesion-grouped folds (none: as served)."""
     n, c = clinic.logp.shape
-    pooled = _Pooled(np.zeros((n, c)), np.zeros(n, int), None, np.zeros(n), np.zeros(n, int))
+    pooled = _Pooled(
+        np.zeros((n, c)), np.zeros(n, int), None, np.zeros(n), np.zeros(n, int), np.zeros(n, bool)
+    )
     splitter = GroupKFold(folds, shuffle=True, random_state=seed)
     for k, (train, test) in enumerate(splitter.split(clinic.logp, clinic.targets, clinic.groups)):
-        rules = (
-            fit_rules(meta, clinic.logp[train], clinic.targets[train], steps) if steps else served_rules(meta)
-        )
-        probs, named, sets = rules.apply(clinic.logp[test])
+        fitted = fit_steps(meta, clinic, train, steps)
+        probs, named, sets = fitted.rules.apply(fitted.logp[test])
         pooled.probs[test], pooled.named[test], pooled.threshold[test], pooled.fold[test] = (
             probs,
             named,
-            rules.threshold,
+            fitted.rules.threshold,
             k,
         )
+        pooled.refused[test] = fitted.refused(clinic, test)
         if sets is not None:
             pooled.sets = pooled.sets if pooled.sets is not None else np.zeros((n, c), bool)
             pooled.sets[test] = sets
@@ -183,12 +253,14 @@ def _score(meta: ArtifactMeta, clinic: Clinic, pooled: _Pooled, rows: np.ndarray
         sets,
         clinic.targets[rows],
         pooled.threshold[rows],
-        clinic.refused[rows],
+        pooled.refused[rows],
     )
 
 
 def helps(step: str, before: dict[str, float], after: dict[str, float], meta: ArtifactMeta) -> bool:
-    """Whether a step's pooled out-of-fold figure is better than the served one."""
+    """Whether a step's pooled out-of-fold figure is better than without it. The head (compared
+    with the other kept steps, not with the served model) must not lower the AUC or the BCC recall
+    and must raise the balanced accuracy."""
     if step == "temperature":
         return after["ece"] < before["ece"]
     if step == "threshold":
@@ -196,23 +268,70 @@ def helps(step: str, before: dict[str, float], after: dict[str, float], meta: Ar
         return abs(after["sensitivity"] - target) < abs(before["sensitivity"] - target)
     if step == "decision":
         return after["balanced_accuracy"] > before["balanced_accuracy"]
+    if step == "gate":  # and, where it was measured, still refusing what is not dermoscopy
+        return (
+            after["refused"] < before["refused"] and after.get("not_dermoscopy_refused", 1.0) >= MIN_REFUSED
+        )
+    if step == "adabn":  # unlabelled statistics: they must not cost ranking or refusals, and must name better
+        named = after["balanced_accuracy"] > before["balanced_accuracy"]
+        return after["auc"] >= before["auc"] and named and after["refused"] <= before["refused"]
+    if step == "head":
+        bcc_kept = not after["recall_bcc"] < before["recall_bcc"]  # no BCC in the clinic: nan, no veto
+        return (
+            after["auc"] >= before["auc"]
+            and after["balanced_accuracy"] > before["balanced_accuracy"]
+            and bcc_kept
+        )
     stated = meta.conformal.coverage if meta.conformal else 0.0
     return abs(after["coverage"] - stated) < abs(before["coverage"] - stated)
 
 
-def cross_validate(meta: ArtifactMeta, clinic: Clinic, folds: int = 5, n_boot: int = 200) -> dict[str, Any]:
+def _choose(
+    meta: ArtifactMeta, clinic: Clinic, folds: int, steps: Sequence[str], probe: Probe | None
+) -> dict[str, Any]:
+    """Which of `steps` are kept: each of the others judged alone against the served model (the
+    gate also by `probe`), then the head against the kept ones; the trials of those left out."""
+    everything = np.arange(len(clinic.targets))
+    base = _score(meta, clinic, out_of_fold(meta, clinic, [], folds), everything)
+    alone = [s for s in steps if s != "head"]
+    trials = {
+        step: _score(meta, clinic, out_of_fold(meta, clinic, [step], folds), everything) for step in alone
+    }
+    if "gate" in alone and probe is not None:
+        gate = fit_steps(meta, clinic, everything, ["gate"]).gate
+        trials["gate"]["not_dermoscopy_refused"] = probe(gate) if gate is not None else float("nan")
+    kept = [step for step in alone if helps(step, base, trials[step], meta)]
+    chosen: dict[str, Any] = {"kept": kept, "left": {s: trials[s] for s in alone if s not in kept}}
+    if "gate" in trials:
+        chosen["gate_not_dermoscopy_refused"] = trials["gate"].get("not_dermoscopy_refused")
+    if "head" in steps:
+        without = _score(meta, clinic, out_of_fold(meta, clinic, kept, folds), everything)
+        trial = _score(meta, clinic, out_of_fold(meta, clinic, [*kept, "head"], folds), everything)
+        chosen["without_head"] = without
+        if helps("head", without, trial, meta):
+            kept.append("head")
+        else:
+            chosen["left"]["head"] = trial
+    return chosen
+
+
+def cross_validate(
+    meta: ArtifactMeta,
+    clinic: Clinic,
+    folds: int = 5,
+    n_boot: int = 200,
+    head: bool = False,
+    probe: Probe | None = None,
+) -> dict[str, Any]:
     """Which steps help out of fold, and the before → after figures per fold and pooled (with 95 %
-    intervals by lesion)."""
+    intervals by lesion). `head`: try `--head`; `probe`: the share of non-dermoscopy images a gate
+    refuses (a re-centred gate below `MIN_REFUSED` is not kept)."""
     from dermalens.evaluation.bootstrap import bootstrap_ci
 
     everything = np.arange(len(clinic.targets))
+    chosen = _choose(meta, clinic, folds, clinic.available(head), probe)
     before = out_of_fold(meta, clinic, [], folds)
-    base = _score(meta, clinic, before, everything)
-    trials = {
-        step: _score(meta, clinic, out_of_fold(meta, clinic, [step], folds), everything) for step in STEPS
-    }
-    kept = [step for step in STEPS if helps(step, base, trials[step], meta)]
-    after = out_of_fold(meta, clinic, kept, folds)
+    after = out_of_fold(meta, clinic, chosen["kept"], folds)
     groups = [str(g) for g in clinic.groups]
 
     def pooled(result: _Pooled) -> dict[str, Any]:
@@ -225,8 +344,7 @@ def cross_validate(meta: ArtifactMeta, clinic: Clinic, folds: int = 5, n_boot: i
     return {
         "folds": folds,
         "n": len(clinic.targets),
-        "kept": kept,
-        "left": {s: trials[s] for s in STEPS if s not in kept},
+        **chosen,
         "per_fold": [
             {
                 "before": _score(meta, clinic, before, before.fold == k),
@@ -239,12 +357,16 @@ def cross_validate(meta: ArtifactMeta, clinic: Clinic, folds: int = 5, n_boot: i
     }
 
 
-def adapted_meta(meta: ArtifactMeta, clinic: Clinic, report: dict[str, Any], source: str) -> ArtifactMeta:
-    """`meta` with the kept steps refitted on all the clinic's images, and the report on its card."""
+def adapted_meta(
+    meta: ArtifactMeta, clinic: Clinic, report: dict[str, Any], source: str
+) -> tuple[ArtifactMeta, Fitted]:
+    """`meta` with the kept steps refitted on all the clinic's images and the report on its card;
+    and the fit itself (its head and gate are for the graph and ood.npz)."""
     from dermalens.evaluation.conformal import set_conformal
 
     kept = report["kept"]
-    rules = fit_rules(meta, clinic.logp, clinic.targets, kept)
+    fitted = fit_steps(meta, clinic, np.arange(len(clinic.targets)), kept)
+    rules = fitted.rules
     where = f"{source} (dermalens adapt, {report['n']} images)"
     if "temperature" in kept:
         meta.temperature *= rules.scale
@@ -255,7 +377,9 @@ def adapted_meta(meta: ArtifactMeta, clinic: Clinic, report: dict[str, Any], sou
         meta.class_bias = [float(b) for b in rules.bias]
         meta.class_bias_rule = f"log p − τ·log(training prior), τ by balanced accuracy on {where}"
     if "conformal" in kept and meta.conformal is not None:
-        probs = softmax(clinic.logp, rules.scale)
-        set_conformal(meta, probs, clinic.targets, where, meta.conformal.coverage)
+        set_conformal(meta, softmax(fitted.logp, rules.scale), clinic.targets, where, meta.conformal.coverage)
+    if fitted.gate is not None:
+        meta.ood_threshold = fitted.gate.threshold
+        meta.ood_method = f"{fitted.gate.method}; class and mid-level means re-centred on {where}"
     meta.metrics["adaptation"] = {"source": source, **report}
-    return meta
+    return meta, fitted

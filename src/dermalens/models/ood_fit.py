@@ -12,6 +12,7 @@ validation images to count. The threshold itself stays a validation quantile per
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -111,3 +112,24 @@ def fit_gate(
     gate.threshold *= joint
     gate.level_threshold *= joint
     return gate
+
+
+def shift_gate(
+    gate: OodGate,
+    features: np.ndarray,
+    level_features: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+) -> OodGate:
+    """A copy of `gate` re-centred on a clinic's images: every class mean moved by the clinic's mean
+    offset from its class means (`labels`; without them, from each image's nearest class mean), the
+    mid-level mean moved to the clinic's; covariances, radii and thresholds kept.
+
+    Why only the centre: a clinic's camera and light shift every embedding alike, which inflates
+    the distances of all its lesions; a few hundred images estimate that shift well but not a new
+    1280-d covariance, and keeping the radii keeps a natural photo as far from every mean as it was."""
+    nearest = gate.nearest(features)[1] if labels is None else np.asarray(labels)
+    shifted = replace(gate, _cache={})
+    shifted.means = (gate.means + (features - gate.means[nearest]).mean(axis=0)).astype(np.float32)
+    if gate.level_mean is not None and level_features is not None:
+        shifted.level_mean = level_features.mean(axis=0, keepdims=True).astype(np.float32)
+    return shifted
