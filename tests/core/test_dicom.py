@@ -58,3 +58,25 @@ def test_dicom_without_pixels_or_with_an_unknown_syntax_is_refused(jpeg: Path, t
     damaged = (tmp_path / "jpeg.dcm", write_dicom(tmp_path / "jpeg.dcm", jpeg).read_bytes()[:400])
     with pytest.raises(ImageDecodeError):
         decode_image(damaged[1])
+
+
+def test_sniffed_bytes_are_decoded_as_the_format_the_upload_check_read(
+    jpeg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server sniffs each upload once (`server.uploads.check_content`) and hands the engine a
+    `Sniffed`: it decodes to the same pixels and DICOM tags without reading the format again."""
+    import dermalens.core.decode as decode
+    from dermalens.core.formats import Sniffed
+
+    dicom = write_dicom(tmp_path / "s.dcm", jpeg, age="045Y", sex="M", site="Lower extremity").read_bytes()
+    plain = [decode_image(jpeg.read_bytes()), decode_image(dicom)]
+    sniffed = [Sniffed(jpeg.read_bytes(), identify(jpeg.read_bytes())), Sniffed(dicom, identify(dicom))]
+
+    def no_second_sniff(data: bytes) -> str:
+        raise AssertionError("sniffed again")
+
+    monkeypatch.setattr(decode, "identify", no_second_sniff)
+    for expected, source in zip(plain, sniffed, strict=True):
+        np.testing.assert_array_equal(decode_image(source), expected)
+    assert with_dicom_tags(sniffed[1], PatientMetadata()) == PatientMetadata(45.0, "male", "lower extremity")
+    assert with_dicom_tags(sniffed[0], PatientMetadata()) == PatientMetadata()

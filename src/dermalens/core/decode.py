@@ -18,14 +18,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dermalens.core.dicom import DicomError, dicom_pixels, is_dicom, read_dataset
-from dermalens.core.formats import ACCEPTED_HELP, HEAD_BYTES, IMAGE_SUFFIXES, describe, sniff
+from dermalens.core.formats import ACCEPTED_HELP, HEAD_BYTES, IMAGE_SUFFIXES, Sniffed, describe, sniff
 
 __all__ = ["ACCEPTED_HELP", "IMAGE_SUFFIXES", "ImageDecodeError", "ImageInput", "decode_image", "identify"]
 
 #: Largest image accepted, in pixels (a 12,000 × 8,000 photo); larger is refused, not decoded.
 MAX_PIXELS = 100_000_000
 
-ImageInput = str | os.PathLike[str] | bytes | Image.Image | np.ndarray[Any, Any]
+ImageInput = str | os.PathLike[str] | bytes | Sniffed | Image.Image | np.ndarray[Any, Any]
 
 
 class ImageDecodeError(ValueError):
@@ -56,10 +56,13 @@ def identify(data: bytes) -> str:
     return fmt
 
 
-def _open(source: str | os.PathLike[str] | bytes) -> Image.Image:
-    if isinstance(source, bytes):
+def _open(source: str | os.PathLike[str] | bytes | Sniffed) -> Image.Image:
+    if isinstance(source, Sniffed):  # the upload check read its format: not again
+        fmt = source.format
+        stream: Any = io.BytesIO(source.data)
+    elif isinstance(source, bytes):
         fmt = identify(source)
-        stream: Any = io.BytesIO(source)
+        stream = io.BytesIO(source)
     else:
         path = Path(source)
         if not path.is_file():
@@ -141,7 +144,7 @@ def decode_with_size(
         rgb = np.asarray(_to_rgb(ImageOps.exif_transpose(source) or source))
         return rgb, (rgb.shape[1], rgb.shape[0])
     if is_dicom(source):
-        return _decode_dicom(source)  # type: ignore[arg-type]
+        return _decode_dicom(source.data if isinstance(source, Sniffed) else source)  # type: ignore[arg-type]
     image = _open(source)
     try:
         if getattr(image, "n_frames", 1) > 1:

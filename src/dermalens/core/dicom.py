@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dermalens.core.formats import Sniffed
 from dermalens.core.metadata import PatientMetadata
 
 
@@ -125,6 +126,8 @@ def dicom_patient(dataset: Any) -> PatientMetadata:
 
 def is_dicom(source: object) -> bool:
     """True for DICOM bytes or a file that is DICOM (by content: "DICM" after the 128-byte preamble)."""
+    if isinstance(source, Sniffed):
+        return source.format == "DICOM"
     if isinstance(source, bytes):
         return source[128:132] == b"DICM"
     if isinstance(source, str | os.PathLike) and Path(source).is_file():
@@ -139,7 +142,8 @@ def with_dicom_tags(source: object, patient: PatientMetadata) -> PatientMetadata
     if not is_dicom(source):
         return patient
     try:
-        tags = dicom_patient(read_dataset(source, pixels=False))  # type: ignore[arg-type]
+        data = source.data if isinstance(source, Sniffed) else source
+        tags = dicom_patient(read_dataset(data, pixels=False))  # type: ignore[arg-type]
     except DicomError:
         return patient  # the decoder reports the file's fault, once
     return PatientMetadata(

@@ -63,6 +63,15 @@ _OTHER_MAGIC: tuple[tuple[str, bytes], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Sniffed:
+    """Image bytes whose format was already read from their content (the server checks every upload
+    before it reaches the model): the decoder opens them as that format without reading it again."""
+
+    data: bytes
+    format: str
+
+
 def sniff(data: bytes) -> str | None:
     """The accepted image format of `data` ("JPEG", "PNG", ...), or None when it is not one."""
     for fmt in FORMATS:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from dermalens.artifact.meta import ArtifactMeta
 from dermalens.core.decode import ImageDecodeError, ImageInput
+from dermalens.core.formats import Sniffed
 from dermalens.core.metadata import MetadataInput, PatientMetadata, per_image
 from dermalens.inference.engine import Engine, Member
 from dermalens.inference.results import Prediction, PredictionError
@@ -26,7 +27,7 @@ from dermalens.inference.results import Prediction, PredictionError
 def _source_name(item: ImageInput) -> str:
     if isinstance(item, str | os.PathLike):
         return str(item)
-    return type(item).__name__
+    return "bytes" if isinstance(item, Sniffed) else type(item).__name__
 
 
 def _normalise_cam(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
+from dermalens.core.formats import Sniffed
 from dermalens.inference.results import DISCLAIMER, Prediction, PredictionError
 from dermalens.server.auth import User
 from dermalens.server.batcher import Options, Result
@@ -57,7 +58,7 @@ async def predict(
     # The bytes go to the engine, which decodes each once; patient metadata applies to every file
     # of the request (image-only models ignore it).
     results = await state.service.predict(
-        [u.data for u in uploads],
+        [Sniffed(u.data, u.format) if u.format else u.data for u in uploads],
         Options(tta=tta, heatmap=options.heatmap, threshold=options.threshold, compare=compare),
         patient,
     )
