@@ -171,7 +171,7 @@ def main() -> int:
         print(
             f"ONNX Runtime, folder of {len(paths)} JPEGs in calls of 32: {throughput:.1f} images/s; "
             f"in one call (what `dermalens predict FOLDER` does): {folder_throughput:.1f} images/s "
-            f"({clf.engine.lanes} lanes)"
+            f"({getattr(clf.engine, 'lanes', 1)} lanes)"
         )
         steps = stage_medians(clf, data, args.latency_runs)
         print("  one image, median per step: " + ", ".join(f"{k} {v:.2f} ms" for k, v in steps.items()))

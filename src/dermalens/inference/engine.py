@@ -298,7 +298,7 @@ def _one_blas_thread() -> None:
     """Numpy's BLAS (the OOD gate's products) on one thread, for the whole process: its worker
     threads busy-wait after each product and took the cores from the lanes (and, with one lane per
     process, from the other processes). Measured on 2 cores, 200 600×450 JPEGs in one call: 155
-    images/s with OpenBLAS's own threads, 251 with one; `serve --workers 2`: 95 requests/s, 154."""
+    images/s with OpenBLAS's own threads, 251 with one; `serve --workers 2`: 95 requests/s, 193."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
