@@ -109,11 +109,16 @@ def tree_cpu_seconds(pid: int) -> float | None:
         stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
     if pid not in stats:
         return None
-    family, total = {pid}, 0
+    family = {pid}
     for _ in range(4):  # uvicorn's workers are children of the server process
         family |= {p for p, (parent, _) in stats.items() if parent in family}
     total = sum(stats[p][1] for p in family)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def request_bodies(images: list[bytes], heatmap: bool) -> list[tuple[bytes, str]]:
+    """One multipart body per test image, for either client."""
+    return [multipart_body(image, f"bench_{k}.jpg", heatmap) for k, image in enumerate(images)]
 
 
 def run_load(url: str, images: list[bytes], clients: int, requests: int, heatmap: bool) -> dict[str, float]:
@@ -123,7 +128,7 @@ def run_load(url: str, images: list[bytes], clients: int, requests: int, heatmap
     errors: list[str] = []
     counter = iter(range(requests))
     lock = threading.Lock()
-    bodies = [multipart_body(image, f"bench_{k}.jpg", heatmap) for k, image in enumerate(images)]
+    bodies = request_bodies(images, heatmap)
 
     def client(index: int) -> None:
         with httpx.Client(base_url=url, timeout=60) as http:
@@ -210,8 +215,7 @@ def measure(args: argparse.Namespace, images: list[bytes], folder: Path) -> tupl
         run_load(url, images, min(args.clients, 8), args.warmup, args.heatmap)
         cpu_before = tree_cpu_seconds(server.pid) if server else None
         if args.client == "wrk":
-            bodies = [multipart_body(image, f"bench_{k}.jpg", args.heatmap) for k, image in enumerate(images)]
-            result = wrk_load.run_wrk(url, bodies, args.clients, args.seconds)
+            result = wrk_load.run_wrk(url, request_bodies(images, args.heatmap), args.clients, args.seconds)
         else:
             result = run_load(url, images, args.clients, args.requests, args.heatmap)
         cpu_after = tree_cpu_seconds(server.pid) if server else None
@@ -233,9 +237,7 @@ def report(args: argparse.Namespace, result: dict) -> str:
         f"{result['p50_ms']} ms, p90 {result['p90_ms']} ms, p99 {result['p99_ms']} ms, max "
         f"{result['max_ms']} ms; errors {result['errors']}",
         f"CPU seconds: server {result.get('server_cpu_s', 'n/a')}, client {result['client_cpu_s']} "
-        f"(of {2 * result['seconds']:.0f} on 2 cores)"
-        if result.get("cpus") == 2
-        else f"CPU seconds: server {result.get('server_cpu_s', 'n/a')}, client {result['client_cpu_s']}",
+        f"(of {result['cpus'] * result['seconds']:.0f} on {result['cpus']} cores)",
     ]
     if "ratio" in result:
         target = 1.5 * args.clients / result["throughput_rps"]

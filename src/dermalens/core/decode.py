@@ -144,7 +144,7 @@ def decode_with_size(
         rgb = np.asarray(_to_rgb(ImageOps.exif_transpose(source) or source))
         return rgb, (rgb.shape[1], rgb.shape[0])
     if is_dicom(source):
-        return _decode_dicom(source.data if isinstance(source, Sniffed) else source)  # type: ignore[arg-type]
+        return _decode_dicom(source)  # type: ignore[arg-type]
     image = _open(source)
     try:
         if getattr(image, "n_frames", 1) > 1:
@@ -167,7 +167,7 @@ def decode_with_size(
         raise ImageDecodeError(f"corrupt or truncated image: {err}", "corrupt") from None
 
 
-def _decode_dicom(source: str | os.PathLike[str] | bytes) -> tuple[np.ndarray, tuple[int, int]]:
+def _decode_dicom(source: str | os.PathLike[str] | bytes | Sniffed) -> tuple[np.ndarray, tuple[int, int]]:
     """A DICOM file's first frame as RGB, and its (width, height); its faults as `ImageDecodeError`."""
     try:
         rgb = _array_to_rgb(dicom_pixels(read_dataset(source), MAX_PIXELS))

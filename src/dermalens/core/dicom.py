@@ -39,9 +39,11 @@ def _pydicom() -> Any:
     return pydicom
 
 
-def read_dataset(source: str | os.PathLike[str] | bytes, *, pixels: bool = True) -> Any:
+def read_dataset(source: str | os.PathLike[str] | bytes | Sniffed, *, pixels: bool = True) -> Any:
     """The parsed DICOM dataset (`pixels=False`: the header only, for its patient data)."""
     pydicom = _pydicom()
+    if isinstance(source, Sniffed):
+        source = source.data
     stream: Any = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
     try:
         return pydicom.dcmread(stream, stop_before_pixels=not pixels)
@@ -142,8 +144,7 @@ def with_dicom_tags(source: object, patient: PatientMetadata) -> PatientMetadata
     if not is_dicom(source):
         return patient
     try:
-        data = source.data if isinstance(source, Sniffed) else source
-        tags = dicom_patient(read_dataset(data, pixels=False))  # type: ignore[arg-type]
+        tags = dicom_patient(read_dataset(source, pixels=False))  # type: ignore[arg-type]
     except DicomError:
         return patient  # the decoder reports the file's fault, once
     return PatientMetadata(

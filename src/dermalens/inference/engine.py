@@ -237,14 +237,13 @@ class Engine:
     ) -> _Scored:
         """One chunk, in one lane: decode, then every member on its readable images."""
         prepared = [self._prepare(image) for image in images]
-        good = [j for j, p in enumerate(prepared) if isinstance(p, Prepared)]
-        ready = [p for p in prepared if isinstance(p, Prepared)]
+        good = [(j, p) for j, p in enumerate(prepared) if isinstance(p, Prepared)]
         cams: list[list[np.ndarray]] = [[] for _ in good]
         parts = [
             self._infer_member(
                 member,
-                [p.views[m] for p in ready],
-                [patients[j] for j in good],
+                [p.views[m] for _, p in good],
+                [patients[j] for j, _ in good],
                 views_n,
                 cams if heatmap and m == 0 else None,
             )
