@@ -2,10 +2,11 @@
 
 `models/default/` at the repository root stays the only copy in git. Building a wheel copies its
 files into `dermalens/_bundled/` of the build tree, where `dermalens.artifact.store` finds them
-with importlib.resources, so `pip install dermalens` predicts without a checkout. weights.pt stays
-out: it is the PyTorch state dict (13 MB) that only training and export read, and the artifact check
-lets exactly that file be absent from the packaged copy. Editable installs copy nothing: they read
-models/default/ in place, so a replaced model is served without a rebuild.
+with importlib.resources, so `pip install dermalens` predicts without a checkout; an ensemble's
+member folders (members/<name>/) come along. weights.pt stays out, the model's and any member's: it
+is the PyTorch state dict (13 MB each) that only training and export read, and the artifact check
+lets exactly that file be absent from the packaged copy and its members. Editable installs copy
+nothing: they read models/default/ in place, so a replaced model is served without a rebuild.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ class BuildWithModel(build_py):
                 f"{MODEL_SOURCE}/artifact.json: the bundled model is missing; a wheel needs it"
             )
         target = Path(self.build_lib, *MODEL_PACKAGE)
-        target.mkdir(parents=True, exist_ok=True)
-        for file in sorted(MODEL_SOURCE.iterdir()):
+        for file in sorted(MODEL_SOURCE.rglob("*")):
             if file.is_file() and file.name not in LEFT_OUT:
-                shutil.copyfile(file, target / file.name)
+                copy = target / file.relative_to(MODEL_SOURCE)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, copy)
 
 
 setup(cmdclass={"build_py": BuildWithModel})

@@ -218,3 +218,34 @@ def dicom_folder(ham10000: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         (folder / label).mkdir(exist_ok=True)
         write_dicom(folder / label / f"{jpeg.stem}.dcm", jpeg, syntax=("jpeg", "raw")[k % 2])
     return folder
+
+
+@pytest.fixture(scope="session")
+def ensemble_artifact(
+    ham10000: Path, sets_split: Path, tiny_artifact_other: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """An ensemble artifact made by `dermalens artifact ensemble`: the bundled model (the primary)
+    and the tiny second member (another input size, a working size), its threshold, decision rule
+    and prediction sets fitted on the 300 validation images of `sets_split`."""
+    from dermalens.artifact.store import BUNDLED_DIR
+    from dermalens.cli import main
+
+    out = tmp_path_factory.mktemp("ensemble") / "model"
+    argv = ["artifact", "ensemble", "--model", str(BUNDLED_DIR), "--model", str(tiny_artifact_other)]
+    argv += ["--data", str(ham10000), "--split", str(sets_split), "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def hand_ensemble(
+    tiny_artifact: Path, tiny_artifact_other: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """An ensemble artifact of the two tiny models with a decision set by hand (no fitting, no
+    data): for what only the folder's layout and hashes decide."""
+    from dermalens.artifact.meta import EnsembleSpec
+    from dermalens.artifact.write import write_ensemble
+
+    spec = EnsembleSpec(["members/other"], threshold=0.2, threshold_rule="by hand", class_bias=[0.1] * 7)
+    out = tmp_path_factory.mktemp("hand-ensemble") / "model"
+    return write_ensemble(out, tiny_artifact, [tiny_artifact_other], spec, "hand")

@@ -121,7 +121,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_carries_the_bundled_model_for_serving(wheel):
     with zipfile.ZipFile(wheel) as archive:
         packaged = {n.removeprefix(PACKAGED) for n in archive.namelist() if n.startswith(PACKAGED)}
-        assert packaged == {p.name for p in SOURCE_DIR.iterdir() if p.is_file()} - {WEIGHTS_FILE}
+        shipped = {p.relative_to(SOURCE_DIR).as_posix() for p in SOURCE_DIR.rglob("*") if p.is_file()}
+        assert packaged == {n for n in shipped if Path(n).name != WEIGHTS_FILE}  # ensemble members too
         assert {"artifact.json", "model.onnx", "ood.npz", "MODEL_CARD.md"} <= packaged
         for name in packaged:
             assert archive.read(PACKAGED + name) == (SOURCE_DIR / name).read_bytes(), name

@@ -62,6 +62,60 @@ class ConformalSets:
         return float(key), self.quantiles[key]
 
 
+#: Most networks an ensemble artifact may hold: issue #34's serving budget (each member is one more
+#: network run per image: three keep the bundled default within its latency and size budget).
+MAX_MEMBERS = 3
+#: Where `dermalens artifact ensemble` places the members inside the ensemble's folder.
+MEMBERS_DIR = "members"
+
+
+@dataclass(config=STRICT)
+class EnsembleSpec:
+    """The ensemble an artifact folder stands for: itself (member 0, the primary) and complete
+    artifacts in its sub-folders, with the decision fitted on their *combined* output.
+
+    Why its own decision: the members' thresholds, decision rules and prediction sets were each
+    fitted on one network's probabilities; averaged probabilities need their own (their mean is
+    only a guess, and a quantile holds for the one model it was fitted on). Why a gate rule: a
+    member trained on another preprocessing path may accept images the primary's gate refuses
+    rightly, or refuse a clinic's images the primary accepts; "first" lets the primary's gate
+    alone decide refusal, "max" refuses what any member's gate refuses (`inference.combined`)."""
+
+    #: Sub-folders (relative, "/"-separated) holding the other members, each a complete artifact.
+    members: list[str]
+    threshold: float
+    threshold_rule: str
+    class_bias: list[float] = field(default_factory=list)
+    class_bias_rule: str = ""
+    conformal: ConformalSets | None = None
+    gate: Literal["first", "max"] = "first"
+    #: What the decision was fitted on (source, n, date) and its evidence, as the single-model
+    #: fitters record theirs in `ArtifactMeta.metrics`.
+    fitted: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, n_classes: int) -> None:
+        """Member paths inside the folder, at most `MAX_MEMBERS` networks, one offset per class."""
+        if not self.members or len(self.members) + 1 > MAX_MEMBERS:
+            raise ValueError(
+                f"ensemble: {len(self.members)} member folder(s) besides the primary; valid: 1 to "
+                f"{MAX_MEMBERS - 1} (at most {MAX_MEMBERS} networks: the serving budget of issue #34)"
+            )
+        for member in self.members:
+            parts = member.split("/")
+            if member.startswith("/") or "\\" in member or any(p in ("", ".", "..") for p in parts):
+                raise ValueError(
+                    f"ensemble: member {member!r}; valid: a relative sub-folder such as members/name"
+                )
+        if self.class_bias and len(self.class_bias) != n_classes:
+            raise ValueError(
+                f"ensemble: class_bias has {len(self.class_bias)} values for {n_classes} classes"
+            )
+
+    def member_file(self, member: str) -> str:
+        """The key under which the primary's `files` lists a member's artifact.json hash."""
+        return f"{member}/{META_FILE}"
+
+
 @dataclass(config=STRICT)
 class ArtifactMeta:
     """What `artifact.json` holds."""
@@ -106,10 +160,14 @@ class ArtifactMeta:
     #: written before the field lack it; it is then inferred (`infer_kind`) on reading and on
     #: writing, so every other module asks `model_kind` and tests no names.
     kind: str = ""
+    #: The ensemble this folder stands for (None: one network, as every artifact before the field).
+    ensemble: EnsembleSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["preprocessing"] = self.preprocessing.to_dict()
+        if self.ensemble is None:  # one network: artifact.json stays as every artifact before the field
+            del data["ensemble"]
         return data
 
     @classmethod
@@ -127,6 +185,8 @@ class ArtifactMeta:
                 raise ValueError(
                     f"artifact.json: class_bias has {len(meta.class_bias)} values for {len(meta.classes)} classes"
                 )
+            if meta.ensemble is not None:
+                meta.ensemble.check(len(meta.classes))
         except ValueError as err:
             raise ArtifactError(str(err)) from None
         return meta

@@ -53,6 +53,13 @@ def load_meta(
     except (json.JSONDecodeError, TypeError, KeyError) as err:
         raise ArtifactError(f"{folder / META_FILE}: damaged or not an artifact file ({err})") from None
     if verify:
+        spec = meta.ensemble
+        unhashed = [m for m in spec.members if spec.member_file(m) not in meta.files] if spec else []
+        if unhashed:  # a member no hash pins could be swapped for another model unnoticed
+            raise ArtifactError(
+                f"{folder}: ensemble member(s) {', '.join(unhashed)} have no SHA-256 in {META_FILE}; "
+                "rebuild the ensemble with `dermalens artifact ensemble`"
+            )
         for name, expected in meta.files.items():
             file = folder / name
             if not file.is_file():
@@ -68,8 +75,42 @@ def load_meta(
     return folder, meta
 
 
+def load_members(folder: Path, meta: ArtifactMeta, *, verify: bool = True) -> list[tuple[Path, ArtifactMeta]]:
+    """The other members of the ensemble `folder` stands for (none for one network), each read and,
+    with `verify`, checked against its own hashes (its artifact.json is pinned by the primary's).
+    A member is one network: a member that is itself an ensemble is an error."""
+    members = [
+        load_meta(folder / name, verify=verify) for name in (meta.ensemble.members if meta.ensemble else [])
+    ]
+    for path, member in members:
+        if member.ensemble is not None:
+            raise ArtifactError(
+                f"{path}: an ensemble member is itself an ensemble; members are single networks"
+            )
+    return members
+
+
 def absent_allowed(folder: Path) -> frozenset[str]:
     """Listed files `folder` may lack: weights.pt in the wheel's packaged copy of the bundled model
-    only (13 MB that predicting never reads); every other artifact, and every file that is present,
-    is checked in full."""
-    return frozenset({WEIGHTS_FILE}) if folder.resolve() == PACKAGED_DIR.resolve() else frozenset()
+    and in a member folder of an ensemble artifact (13 MB each that predicting never reads: the
+    ensemble command copies members without it); every other artifact, and every file that is
+    present, is checked in full."""
+    packaged = folder.resolve() == PACKAGED_DIR.resolve()
+    return frozenset({WEIGHTS_FILE}) if packaged or ensemble_owner(folder) is not None else frozenset()
+
+
+def ensemble_owner(folder: Path) -> Path | None:
+    """The ensemble artifact that lists `folder` as one of its members (it lies in a sub-folder of
+    it, named in its `ensemble.members`), or None."""
+    folder = folder.resolve()
+    for owner in list(folder.parents)[:3]:
+        file = owner / META_FILE
+        if not file.is_file():
+            continue
+        try:
+            spec = json.loads(file.read_text(encoding="utf-8")).get("ensemble") or {}
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if folder.relative_to(owner).as_posix() in (spec.get("members") or []):
+            return owner
+    return None

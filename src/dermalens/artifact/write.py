@@ -13,21 +13,35 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from dermalens.artifact._io import place, write_json
-from dermalens.artifact.meta import HASHED_FILES, META_FILE, OOD_FILE, ArtifactMeta
+from dermalens.artifact.meta import (
+    HASHED_FILES,
+    META_FILE,
+    OOD_FILE,
+    WEIGHTS_FILE,
+    ArtifactMeta,
+    EnsembleSpec,
+)
 from dermalens.artifact.ood import OodGate
 from dermalens.artifact.store import load_meta
 from dermalens.core.hashing import file_sha256
 
 
 def write_meta(folder: Path, meta: ArtifactMeta) -> Path:
-    """Hash every artifact file present in `folder` into `meta.files`, state the model's kind, and
+    """Hash every artifact file present in `folder` into `meta.files` (an ensemble's members'
+    artifact.json too: they pin the members it was fitted with), state the model's kind, and
     write `artifact.json`."""
     meta.kind = meta.model_kind.name
     meta.files = {name: file_sha256(folder / name) for name in HASHED_FILES if (folder / name).is_file()}
+    for member in meta.ensemble.members if meta.ensemble else []:
+        key = meta.ensemble.member_file(member)  # type: ignore[union-attr]
+        if not (folder / key).is_file():
+            raise ValueError(f"{folder / key}: ensemble member missing; copy it in first (`copy_member`)")
+        meta.files[key] = file_sha256(folder / key)
     return write_json(folder / META_FILE, meta.to_dict())
 
 
@@ -80,3 +94,36 @@ def writable_copy(folder: Path, out: str | os.PathLike[str] | None, *, replace: 
             raise ValueError(f"{out} exists; choose a new folder for the changed copy")
         shutil.rmtree(out)
     return Path(shutil.copytree(folder, out))
+
+
+def copy_member(source: Path, target: Path) -> Path:
+    """Copy the artifact `source` into `target` (a member folder of an ensemble) without weights.pt:
+    predicting never reads it, and each member's 13 MB would push models/ past its 60 MB budget.
+    artifact.json is copied byte for byte, so its hash is the source artifact's own and still lists
+    weights.pt (`store.absent_allowed` lets a member lack it)."""
+    if target.exists():
+        raise ValueError(f"{target} exists; an ensemble member is copied into a new folder")
+    target.mkdir(parents=True)
+    for name in (META_FILE, *HASHED_FILES):
+        if name != WEIGHTS_FILE and (source / name).is_file():
+            place(target / name, partial(shutil.copyfile, source / name))
+    return target
+
+
+def write_ensemble(
+    out: Path, primary: Path, members: list[Path], spec: EnsembleSpec, name: str | None = None
+) -> Path:
+    """A new ensemble artifact at `out`: a copy of `primary`, each of `members` copied into its
+    folder `spec.members` names (`copy_member`), then the primary's artifact.json with `spec` (and
+    `name`, default: the members' names joined by "+"), whose `files` pin every member's artifact.json (`write_meta`)."""
+    if len(members) != len(spec.members):
+        raise ValueError(f"{len(members)} member folders for {len(spec.members)} names in the ensemble")
+    folder = writable_copy(primary, out)
+    for source, place_at in zip(members, spec.members, strict=True):
+        copy_member(source, folder / place_at)
+    _, meta = load_meta(folder, verify=False)
+    meta.ensemble = spec
+    names = [meta.name] + [load_meta(folder / m, verify=False)[1].name for m in spec.members]
+    meta.name = name or "+".join(names)
+    write_meta(folder, meta)
+    return folder

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 from dermalens.commands import Subcommand, artifact_build, artifact_fit
 
 if TYPE_CHECKING:
-    from dermalens.artifact.meta import ConformalSets
+    from pathlib import Path
+
+    from dermalens.artifact.meta import ArtifactMeta, ConformalSets
 
 GROUP = "artifact"
 
@@ -55,8 +57,34 @@ def run_show(args: argparse.Namespace) -> int:
         f"  patient data  {', '.join(meta.metadata_inputs) or 'none (images only)'}",
         "  files         " + ", ".join(f"{name} {digest[:12]}…" for name, digest in meta.files.items()),
     ]
-    print("\n".join(lines))
+    print("\n".join(lines + _ensemble_lines(folder, meta)))
     return 0
+
+
+def _ensemble_lines(folder: Path, meta: ArtifactMeta) -> list[str]:
+    """What an ensemble artifact adds: its members and the decision fitted on their average (the
+    lines above are the primary's own)."""
+    from dermalens.artifact.store import load_members
+
+    spec = meta.ensemble
+    if spec is None:
+        return []
+    gate = "the primary's gate alone" if spec.gate == "first" else "any member's gate"
+    lines = [
+        f"ensemble of {len(spec.members) + 1} networks: probabilities averaged, {gate} refuses",
+        f"  member 0      (primary, this folder) {meta.model_id}",
+    ]
+    for k, (path, member) in enumerate(load_members(folder, meta, verify=False), start=1):
+        lines.append(
+            f"  member {k}      {path.relative_to(folder).as_posix()}: {member.model_id}, {member.architecture}"
+        )
+    return [
+        *lines,
+        f"  threshold     {spec.threshold:.4f} ({spec.threshold_rule})",
+        f"  decision      {spec.class_bias_rule or 'the most probable class'}",
+        f"  sets          {_sets(spec.conformal)}",
+        f"  fitted        {spec.fitted.get('date', '?')} on {spec.fitted.get('source', '?')}",
+    ]
 
 
 def _sets(conformal: ConformalSets | None) -> str:
@@ -66,10 +94,15 @@ def _sets(conformal: ConformalSets | None) -> str:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from dermalens.artifact.store import load_meta
+    from dermalens.artifact.store import load_members, load_meta
 
     folder, meta = load_meta(args.model, verify=True)  # a mismatch is an ArtifactError: exit 2
     print(f"{folder}: {len(meta.files)} files match their SHA-256 in artifact.json ({meta.model_id})")
+    for path, member in load_members(folder, meta, verify=True):
+        print(
+            f"  member {path.relative_to(folder).as_posix()}: {len(member.files)} files listed, "
+            f"those present match ({member.model_id})"
+        )
     return 0
 
 

@@ -1,5 +1,6 @@
-"""`dermalens artifact export | quantize | soup | import`: a new file or artifact made from artifacts
-(an ONNX or TorchScript export, an INT8 copy, a weight soup) or from someone else's classifier."""
+"""`dermalens artifact export | quantize | ensemble | soup | import`: a new file or artifact made from
+artifacts (an ONNX or TorchScript export, an INT8 copy, an ensemble, a weight soup) or from someone
+else's classifier."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from dermalens.commands import Subcommand, command_line
+from dermalens.commands.artifact_fit import sets_options
 
 
 def _export_options(export: argparse.ArgumentParser) -> None:
@@ -154,11 +156,67 @@ def _fixed(item: str) -> tuple[int, list[float]]:
         raise ValueError(f"--fixed-input {item!r}: write INDEX=V1,V2,... (numbers)") from None
 
 
+def _ensemble_options(ensemble: argparse.ArgumentParser) -> None:
+    ensemble.add_argument(
+        "--model", dest="models", action="append", required=True,
+        help="artifact folder, 2 or 3 times; the first is the primary (its gate and heatmaps)",
+    )  # fmt: skip
+    ensemble.add_argument("--out", type=Path, required=True, help="folder of the new ensemble artifact")
+    ensemble.add_argument("--name", help="the ensemble's name (default: the members' names joined by +)")
+    ensemble.add_argument(
+        "--gate", choices=("first", "max"), default="first",
+        help="first: only the primary's OOD gate refuses (default); max: any member's gate refuses",
+    )  # fmt: skip
+    ensemble.add_argument(
+        "--data", type=Path, action="append", required=True, help="dataset; repeat with one --split each"
+    )
+    ensemble.add_argument(
+        "--split", type=Path, action="append", required=True, help="split file of each --data"
+    )
+    ensemble.add_argument("--split-name", default="val", help="split to fit on (default val)")
+    ensemble.add_argument(
+        "--target-sensitivity", type=float, default=0.95,
+        help="threshold: this sensitivity on the first --data/--split pair (default 0.95)",
+    )  # fmt: skip
+    sets_options(ensemble)
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    from dermalens.commands import data_split_pairs
+    from dermalens.evaluation.ensemble import build_ensemble
+
+    summary = build_ensemble(
+        args.models,
+        args.out,
+        data_split_pairs(args),
+        split_name=args.split_name,
+        target_sensitivity=args.target_sensitivity,
+        coverage=args.coverage,
+        gate=args.gate,
+        name=args.name,
+        progress=not args.no_progress,
+    )
+    point = summary["calibration"]
+    print(f"ensemble artifact {summary['artifact']}: {', '.join(summary['members'])} (gate: {args.gate})")
+    print(
+        f"  threshold {point['threshold']:.4f} on {point['source']}: sensitivity {point['sensitivity']:.3f}, "
+        f"specificity {point['specificity']:.3f}"
+    )
+    if "decision" in summary:
+        print(f"  decision rule tau {summary['decision']['tau']:.2f}, prediction sets on {summary['source']}")
+    return 0
+
+
 SUBCOMMANDS = (
     Subcommand("export", "export an artifact's network to ONNX or TorchScript", _export_options, run_export, "export"),
     Subcommand(
         "quantize", "write an INT8 copy of an artifact (static, calibrated on a split)", _quantize_options,
         run_quantize, "quantize",
+    ),
+    Subcommand(
+        "ensemble",
+        "one artifact of 2-3 networks whose threshold, decision rule and sets are fitted on their average",
+        _ensemble_options, run_ensemble,
     ),
     Subcommand(
         "soup", "average the weights of models fine-tuned from one starting point into one new artifact",

@@ -96,10 +96,15 @@ def run_refit_gate(args: argparse.Namespace) -> int:
 
 def _conformal_options(conformal: argparse.ArgumentParser) -> None:
     add_data_split_options(conformal, "fit")
-    conformal.add_argument(
+    sets_options(conformal)
+
+
+def sets_options(parser: argparse.ArgumentParser) -> None:
+    """The prediction sets' default coverage (conformal, ensemble), and quiet progress."""
+    parser.add_argument(
         "--coverage", type=float, default=0.9, help="the coverage shown by default (default 0.90)"
     )
-    conformal.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
 
 
 def run_conformal(args: argparse.Namespace) -> int:

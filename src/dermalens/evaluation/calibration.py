@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from scipy.special import log_softmax
 
 from dermalens.artifact.meta import ArtifactMeta
 from dermalens.artifact.store import load_meta
-from dermalens.artifact.write import writable_copy, write_meta
+from dermalens.artifact.write import write_meta
 from dermalens.core.taxonomy import BINARY_LABELS, binary_label
 from dermalens.evaluation.metrics import expected_calibration_error, malignant_truth, operating_point
 from dermalens.inference.probabilities import softmax
@@ -92,6 +93,34 @@ def threshold_for_sensitivity(
     return threshold
 
 
+@dataclass
+class OperatingPoint:
+    """A fitted malignancy threshold, the rule in words, and its figures on the images it was fitted on."""
+
+    threshold: float
+    rule: str
+    figures: dict[str, Any]
+
+
+def fit_operating_point(
+    labels: Sequence[str], p_malignant: np.ndarray, target: float, source: str
+) -> OperatingPoint:
+    """The threshold for `target` sensitivity on labelled calibrated p_malignant (one model's, or
+    an ensemble's combined), with its rule and its sensitivity and specificity there."""
+    y = malignant_truth(labels)
+    threshold = threshold_for_sensitivity(y, p_malignant, target)
+    decision = np.asarray(p_malignant) >= threshold
+    figures = {
+        "n": len(labels),
+        "n_malignant": int(y.sum()),
+        "target_sensitivity": target,
+        "threshold": threshold,
+        "sensitivity": float(decision[y == 1].mean()),
+        "specificity": float((~decision[y == 0]).mean()),
+    }
+    return OperatingPoint(threshold, f"≥{target:.0%} sensitivity for malignancy on {source}", figures)
+
+
 def _targets(labels: Sequence[str], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(row mask, class indices) of the labels the model's head can score."""
     binary_head = classes == list(BINARY_LABELS)
@@ -132,16 +161,13 @@ def calibrate_artifact(
     probs = np.mean([softmax(v, temperature) for v in views], axis=0)
     p_mal = probs[:, meta.malignant_indices].sum(axis=1)
     y = malignant_truth(val_labels)
-    threshold = threshold_for_sensitivity(y, p_mal, target_sensitivity)
+    point = fit_operating_point(val_labels, p_mal, target_sensitivity, source)
     old_p = np.mean([softmax(v, before) for v in views], axis=0)[:, meta.malignant_indices].sum(axis=1)
-    decision = p_mal >= threshold
     meta.temperature = temperature
-    meta.threshold = threshold
-    meta.threshold_rule = f"≥{target_sensitivity:.0%} sensitivity for malignancy on {source}"
+    meta.threshold = point.threshold
+    meta.threshold_rule = point.rule
     meta.metrics["calibration"] = {
         "source": source,
-        "n": len(val_labels),
-        "n_malignant": int(y.sum()),
         "tta_views": int(views.shape[0]),
         "temperature_before": before,
         "temperature": temperature,
@@ -149,13 +175,10 @@ def calibrate_artifact(
         "nll_after": float(np.mean([nll(v[mask], targets, temperature) for v in views])),
         "ece_malignant_before": expected_calibration_error(y, old_p),
         "ece_malignant_after": expected_calibration_error(y, p_mal),
-        "target_sensitivity": target_sensitivity,
-        "threshold": threshold,
-        "sensitivity": float(decision[y == 1].mean()),
-        "specificity": float((~decision[y == 0]).mean()),
+        **point.figures,
     }
     write_meta(folder, meta)
-    log.info("calibrated %s: T %.3f → %.3f, threshold %.4f", folder, before, temperature, threshold)
+    log.info("calibrated %s: T %.3f → %.3f, threshold %.4f", folder, before, temperature, point.threshold)
     return meta
 
 
@@ -173,11 +196,10 @@ def calibrate(
     """Calibrate an artifact (in place, or a copy at `out`) on a dataset's split; return the evidence."""
     from dermalens.data.readers import load_dataset
     from dermalens.data.splits import Split
-    from dermalens.evaluation.outputs import collect_outputs
+    from dermalens.evaluation.outputs import collect_outputs, refit_target
     from dermalens.inference.engine import Engine
 
-    folder, _ = load_meta(model, verify=False)  # only where it is: the engine verifies it, once
-    folder = writable_copy(folder, out)
+    folder = refit_target(model, out)
     split = Split.load(Path(split_file))
     ids = split.ids(split_name)
     if not ids:

@@ -155,15 +155,17 @@ def coverage_figures(
     }
 
 
-def set_conformal(
+def fit_sets(
     meta: ArtifactMeta,
     probs: np.ndarray,
     targets: np.ndarray,
     source: str,
     coverage: float = DEFAULT_COVERAGE,
-) -> None:
-    """Fit the quantiles on calibrated held-out probabilities ([N, C], class indices `targets`) and
-    write them, with `coverage` as the default, and the evidence into `meta` (a "dx" head only)."""
+    bias: Sequence[float] | None = None,
+) -> tuple[ConformalSets, dict[str, Any]]:
+    """Fit the quantiles on calibrated held-out probabilities ([N, C], class indices `targets`) of
+    the model `meta` describes (a "dx" head only), `coverage` the default: the sets, and their
+    coverage and size on those images with the diagnosis named by `bias` (default: `meta`'s rule)."""
     from importlib.metadata import version
 
     if meta.head != "dx":
@@ -172,17 +174,27 @@ def set_conformal(
         )
     default = check_coverage(coverage)
     quantiles = fit_quantiles(probs, targets, sorted({*COVERAGES, default}))
-    meta.conformal = ConformalSets(
+    sets = ConformalSets(
         quantiles=quantiles,
         coverage=default,
         source=source,
         n=len(targets),
         library=f"MAPIE {version('mapie')} SplitConformalClassifier, APS score with u = 1",
     )
-    named = top_class(probs, np.asarray(meta.decision_bias))
-    meta.metrics["conformal"] = set_figures(
-        shown_sets(probs, quantiles[f"{default:.2f}"], named), targets, n_boot=200
-    )
+    named = top_class(probs, np.asarray(meta.decision_bias if bias is None else bias))
+    figures = set_figures(shown_sets(probs, quantiles[f"{default:.2f}"], named), targets, n_boot=200)
+    return sets, figures
+
+
+def set_conformal(
+    meta: ArtifactMeta,
+    probs: np.ndarray,
+    targets: np.ndarray,
+    source: str,
+    coverage: float = DEFAULT_COVERAGE,
+) -> None:
+    """`fit_sets`, written into `meta`: the sets and the evidence."""
+    meta.conformal, meta.metrics["conformal"] = fit_sets(meta, probs, targets, source, coverage)
 
 
 def fit_conformal_artifact(

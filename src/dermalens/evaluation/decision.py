@@ -19,6 +19,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,21 +86,23 @@ def fit_tau(
     return best, table
 
 
-def set_decision(
+@dataclass
+class DecisionRule:
+    """A fitted decision rule: the per-class offsets, the rule in words, and the evidence."""
+
+    class_bias: list[float]
+    rule: str
+    evidence: dict[str, Any]
+
+
+def fit_rule(
     meta: ArtifactMeta, probs: np.ndarray, targets: np.ndarray, sources: Sequence[str], source: str
-) -> float:
-    """Fit τ on calibrated probabilities ([N, C], class indices `targets`) and write the offsets,
-    the rule and the evidence into `meta` (a 7-class "dx" head only; others keep the argmax)."""
-    if meta.head != "dx":
-        return 0.0
+) -> DecisionRule:
+    """Fit τ on calibrated probabilities ([N, C], class indices `targets`) against the training
+    prior of `meta` (one model's, or an ensemble's primary's): the offsets, the rule, the evidence."""
     prior = training_prior(meta)
     tau, table = fit_tau(probs, targets, sources, prior)
-    meta.class_bias = [float(b) for b in -tau * np.log(prior)]
-    meta.class_bias_rule = (
-        f"log p − {tau:.2f}·log(training prior): τ maximises the mean per-source 7-class balanced "
-        f"accuracy on {source}"
-    )
-    meta.metrics["decision"] = {
+    evidence = {
         "source": source,
         "n": len(targets),
         "tau": tau,
@@ -108,7 +111,24 @@ def set_decision(
         "balanced_accuracy_after": table[tau],
         "grid": {f"{t:.2f}": v for t, v in table.items()},
     }
-    return tau
+    rule = (
+        f"log p − {tau:.2f}·log(training prior): τ maximises the mean per-source 7-class balanced "
+        f"accuracy on {source}"
+    )
+    return DecisionRule([float(b) for b in -tau * np.log(prior)], rule, evidence)
+
+
+def set_decision(
+    meta: ArtifactMeta, probs: np.ndarray, targets: np.ndarray, sources: Sequence[str], source: str
+) -> float:
+    """`fit_rule`, written into `meta`: the offsets, the rule and the evidence (a 7-class "dx" head
+    only; others keep the argmax)."""
+    if meta.head != "dx":
+        return 0.0
+    fitted = fit_rule(meta, probs, targets, sources, source)
+    meta.class_bias, meta.class_bias_rule = fitted.class_bias, fitted.rule
+    meta.metrics["decision"] = fitted.evidence
+    return float(fitted.evidence["tau"])
 
 
 def fit_decision_artifact(

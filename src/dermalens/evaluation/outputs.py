@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,8 @@ class Pooled:
     sources: list[str]
     groups: list[str]
     text: str
+    #: Rows of each (dataset, split file) pair, in order (their rows come one pair after another).
+    counts: list[int] = field(default_factory=list)
 
 
 def pooled_probabilities(
@@ -81,22 +83,37 @@ def pooled_probabilities(
     *,
     progress: bool = False,
 ) -> Pooled:
-    """The `split_name` split of every (dataset, split file) pair through a loaded engine: what the
-    validation-fitted parts of an artifact (decision rule, prediction sets) are fitted on."""
+    """The `split_name` split of every (dataset, split file) pair through a loaded engine (one
+    model, or an ensemble's combined probabilities): what the validation-fitted parts of an
+    artifact (decision rule, prediction sets) are fitted on."""
     from dermalens.evaluation.run import load_eval_data
 
-    probs, labels, sources, groups, names = [], [], [], [], []
+    probs, labels, sources, groups, names, counts = [], [], [], [], [], []
     for data_path, split_file in datasets:
         data = load_eval_data(data_path, split_file, split_name)
-        outputs = collect_outputs(engine, data.records, progress=progress)
+        combined = collect(engine, data.records, progress=progress).combined
         by_id = {r.image_id: r for r in data.records}
-        probs.append(outputs.probabilities())
-        labels += [by_id[i].label for i in outputs.image_ids]
-        sources += [by_id[i].source for i in outputs.image_ids]
-        groups += [by_id[i].group for i in outputs.image_ids]
-        names.append(f"{Path(split_file).name} ({len(outputs.image_ids)} images)")
+        probs.append(combined.probs)
+        labels += [by_id[i].label for i in combined.image_ids]
+        sources += [by_id[i].source for i in combined.image_ids]
+        groups += [by_id[i].group for i in combined.image_ids]
+        counts.append(len(combined.image_ids))
+        names.append(f"{Path(split_file).name} ({len(combined.image_ids)} images)")
     text = f"split {split_name!r} of " + " + ".join(names)
-    return Pooled(np.concatenate(probs), labels, sources, groups, text)
+    return Pooled(np.concatenate(probs), labels, sources, groups, text, counts)
+
+
+def refit_target(model: ArtifactPath, out: str | os.PathLike[str] | None) -> Path:
+    """The artifact a single-model refit writes into: `model` itself, or its copy at `out`. An
+    ensemble artifact is refused: its decision is fitted on its members' combined output by
+    `dermalens artifact ensemble`, and a member's refit would make it stale."""
+    folder, meta = load_meta(model, verify=False)  # only where it is: the engine verifies it, once
+    if meta.ensemble is not None:
+        raise ValueError(
+            f"{folder} is an ensemble artifact; refit its members, then rebuild it with "
+            "`dermalens artifact ensemble` (which fits its threshold, decision rule and sets)"
+        )
+    return writable_copy(folder, out)
 
 
 def refit_on_splits(
@@ -110,8 +127,7 @@ def refit_on_splits(
 ) -> tuple[Path, ArtifactMeta]:
     """Open an artifact (in place, or a copy at `out`), pool its probabilities on the `split_name`
     split of every (dataset, split file) pair, and let `fit` store what it fits from them."""
-    folder, _ = load_meta(model, verify=False)  # only where it is: the engine verifies it, once
-    folder = writable_copy(folder, out)
+    folder = refit_target(model, out)
     engine = Engine.load(folder)
     pooled = pooled_probabilities(engine, datasets, split_name, progress=progress)
     return folder, fit(folder, pooled, engine.meta)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermalens.artifact.meta import ArtifactError, ArtifactMeta
+from dermalens.artifact.meta import ArtifactError, ArtifactMeta, ConformalSets, EnsembleSpec
 from dermalens.inference.conformal import set_labels, shown_sets
 from dermalens.inference.probabilities import top_class, view_probabilities
 from dermalens.inference.results import Prediction, decide
@@ -41,7 +41,8 @@ class Outputs:
 
 @dataclass
 class Combined:
-    """An ensemble's result: members' calibrated probabilities averaged, gate scores maximised."""
+    """An ensemble's result: members' calibrated probabilities averaged, gate scores maximised (or
+    the primary's alone: `EnsembleSpec.gate`)."""
 
     image_ids: list[str]
     classes: list[str]
@@ -49,11 +50,13 @@ class Combined:
     probs: np.ndarray  # [N, C], calibrated
     p_malignant: np.ndarray  # [N]
     ood_score: np.ndarray  # [N]
-    threshold: float  # the members' mean operating threshold
-    #: [C] the members' mean decision offsets (`ArtifactMeta.class_bias`; zeros = most probable class)
+    threshold: float  # the ensemble artifact's, else the members' mean operating threshold
+    #: [C] the ensemble artifact's, else the members' mean decision offsets (`ArtifactMeta.class_bias`;
+    #: zeros = most probable class)
     class_bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: (coverage, APS quantile) of the prediction sets, or None where the model has none fitted
-    #: (or for an ensemble: a quantile holds for the one model it was fitted on).
+    #: (or for an ensemble of several artifacts: a quantile holds for the one model it was fitted on;
+    #: an ensemble artifact has its own, fitted on the combined output).
     conformal: tuple[float, float] | None = None
 
     @property
@@ -109,22 +112,33 @@ class Combined:
         ]
 
 
-def combine(members: Sequence[Outputs], coverage: float | None = None) -> Combined:
-    """Average calibrated probabilities over members (on the images every member could read); the
-    OOD score is the largest member's (any member that refuses an image refuses it). The prediction
-    sets are a single model's, at `coverage` (default: the artifact's)."""
+def combine(
+    members: Sequence[Outputs], coverage: float | None = None, ensemble: EnsembleSpec | None = None
+) -> Combined:
+    """Average calibrated probabilities over members (on the images every member could read).
+
+    `ensemble`: the spec of the ensemble artifact these members came from, whose threshold,
+    decision rule and prediction sets were fitted on this very average; its gate rule says whose
+    OOD score counts ("first": the primary's, "max": the largest). Without it (one model, or
+    several artifacts given together) the generic rule: the members' mean threshold and decision
+    offsets, the largest OOD score (any member that refuses an image refuses it), and a single
+    model's prediction sets, at `coverage` (default: the artifact's)."""
     first = members[0]
     check_classes([m.meta for m in members])
     common = set(first.image_ids).intersection(*(m.image_ids for m in members[1:]))
     ids = [i for i in first.image_ids if i in common]
     probs = np.zeros((len(ids), len(first.meta.classes)))
     ood = np.zeros(len(ids))
-    for member in members:
+    gated = 1 if ensemble is not None and ensemble.gate == "first" else len(members)
+    for k, member in enumerate(members):
         index = {image_id: k for k, image_id in enumerate(member.image_ids)}
         rows = [index[i] for i in ids]
         probs += member.probabilities()[rows]
-        ood = np.maximum(ood, member.ood_score[rows])
+        if k < gated:
+            ood = np.maximum(ood, member.ood_score[rows])
     probs /= len(members)
+    metas = [m.meta for m in members]
+    threshold, bias = operating_rule(metas, ensemble)
     return Combined(
         image_ids=ids,
         classes=list(first.meta.classes),
@@ -132,19 +146,41 @@ def combine(members: Sequence[Outputs], coverage: float | None = None) -> Combin
         probs=probs,
         p_malignant=probs[:, first.meta.malignant_indices].sum(axis=1),
         ood_score=ood,
-        threshold=float(np.mean([m.meta.threshold for m in members])),
-        class_bias=np.mean([m.meta.decision_bias for m in members], axis=0),
-        conformal=conformal_for([m.meta for m in members], coverage),
+        threshold=threshold,
+        class_bias=bias,
+        conformal=conformal_for(metas, coverage, ensemble),
     )
 
 
-def conformal_for(metas: Sequence[ArtifactMeta], coverage: float | None) -> tuple[float, float] | None:
-    """The one model's (coverage, quantile); None for an ensemble or a model without sets, unless a
+def operating_rule(
+    metas: Sequence[ArtifactMeta], ensemble: EnsembleSpec | None = None
+) -> tuple[float, np.ndarray]:
+    """(malignancy threshold, [C] decision offsets): the ensemble artifact's own, else the members' means."""
+    if ensemble is not None:
+        bias = ensemble.class_bias or [0.0] * len(metas[0].classes)
+        return ensemble.threshold, np.asarray(bias, dtype=np.float64)
+    threshold = float(np.mean([m.threshold for m in metas]))
+    return threshold, np.mean([m.decision_bias for m in metas], axis=0)
+
+
+def fitted_sets(metas: Sequence[ArtifactMeta], ensemble: EnsembleSpec | None = None) -> ConformalSets | None:
+    """The prediction sets that hold for these members combined: an ensemble artifact's own, one
+    model's, or none (several artifacts given together: no quantile was fitted on their average)."""
+    if ensemble is not None:
+        return ensemble.conformal
+    return metas[0].conformal if len(metas) == 1 else None
+
+
+def conformal_for(
+    metas: Sequence[ArtifactMeta], coverage: float | None, ensemble: EnsembleSpec | None = None
+) -> tuple[float, float] | None:
+    """The fitted sets' (coverage, quantile) (`fitted_sets`); None where there are none, unless a
     coverage was asked for: then that is an error that says why there is none."""
-    fitted = metas[0].conformal if len(metas) == 1 else None
+    fitted = fitted_sets(metas, ensemble)
     if fitted is None:
         if coverage is not None:
-            why = "an ensemble has none" if len(metas) > 1 else "this model has none fitted"
+            several = len(metas) > 1 and ensemble is None
+            why = "an ensemble of several artifacts has none" if several else "this model has none fitted"
             raise ValueError(f"no prediction sets: {why} (fit them with `dermalens conformal`)")
         return None
     return fitted.quantile(coverage)

@@ -21,58 +21,32 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from dermalens.artifact.meta import OOD_FILE, ArtifactMeta
-from dermalens.artifact.ood import OodGate
-from dermalens.artifact.store import load_meta
+from dermalens.artifact.meta import ArtifactMeta, ConformalSets, EnsembleSpec
 from dermalens.core.decode import ImageDecodeError, ImageInput, decode_with_size
 from dermalens.core.dicom import with_dicom_tags
 from dermalens.core.metadata import PatientMetadata
 from dermalens.core.preprocess import Preprocessing, canonical, normalize
-from dermalens.inference.combined import Combined, Outputs, check_classes, combine, conformal_for
+from dermalens.inference.combined import (
+    Combined,
+    Outputs,
+    check_classes,
+    combine,
+    conformal_for,
+    fitted_sets,
+    operating_rule,
+)
+from dermalens.inference.member import ArtifactPath, Member
 from dermalens.inference.results import Prediction
-from dermalens.inference.runtime import OnnxRuntime, create_runtime
+from dermalens.inference.runtime import OnnxRuntime
 from dermalens.inference.tta import tta_views, undo_view
 from dermalens.models.ood import colour_score
 
-ArtifactPath = str | os.PathLike[str] | None
+__all__ = ["ArtifactPath", "Engine", "EngineRun", "Member"]
 T = TypeVar("T")
-#: Images run through the network per runtime call.
-BATCH_SIZE = 32
-
-
-@dataclass
-class Member:
-    """One opened, verified artifact of a (possibly one-member) ensemble."""
-
-    folder: Path
-    meta: ArtifactMeta
-    runtime: Any
-    gate: OodGate | None
-
-    @classmethod
-    def open(
-        cls, artifact: ArtifactPath, runtime: str = "onnx", threads: int = 1, verify: bool = True
-    ) -> Member:
-        folder, meta = load_meta(artifact, verify=verify)
-        gate = OodGate.load(folder / OOD_FILE) if (folder / OOD_FILE).is_file() else None
-        return cls(folder, meta, create_runtime(folder, meta, runtime, threads), gate)
-
-    def infer(self, batch: np.ndarray, patients: Sequence[PatientMetadata]) -> dict[str, np.ndarray]:
-        """Runtime outputs for a normalised batch, in runtime-sized pieces."""
-        encoding = self.meta.encoding
-        vectors = encoding.encode(patients) if encoding else None
-        parts: dict[str, list[np.ndarray]] = {}
-        for start in range(0, len(batch), BATCH_SIZE):
-            stop = start + BATCH_SIZE
-            result = self.runtime.run(batch[start:stop], None if vectors is None else vectors[start:stop])
-            for key, value in result.items():
-                parts.setdefault(key, []).append(np.asarray(value))
-        return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 @dataclass
@@ -107,13 +81,25 @@ class Engine:
     """Opened ensemble members and a default TTA count; `run` is the only inference loop."""
 
     def __init__(
-        self, members: list[Member], tta: int = 1, coverage: float | None = None, threads: int | None = None
+        self,
+        members: list[Member],
+        tta: int = 1,
+        coverage: float | None = None,
+        threads: int | None = None,
+        ensemble: EnsembleSpec | None = None,
     ) -> None:
         if not members:
             raise ValueError("an engine needs at least one model")
+        if ensemble is not None and len(members) != len(ensemble.members) + 1:
+            raise ValueError(f"an ensemble of {len(ensemble.members) + 1} networks was given {len(members)}")
         check_classes([m.meta for m in members])
-        conformal_for([m.meta for m in members], coverage)  # a coverage the model lacks: said at once
+        conformal_for(
+            [m.meta for m in members], coverage, ensemble
+        )  # a coverage the model lacks: said at once
         self.members = members
+        #: The spec of the ensemble artifact the members came from (its own decision and gate rule),
+        #: or None: one model, or several artifacts combined by the generic rule (`combine`).
+        self.ensemble = ensemble
         self.tta = tta
         #: The prediction sets' coverage (None: the artifact's own; `ConformalSets.quantile`).
         self.coverage = coverage
@@ -144,13 +130,33 @@ class Engine:
         They become lanes that each run ONNX Runtime on one thread, not one run on `threads`
         threads: measured on 2 cores (bundled model, batches of 8), one thread does 282 images/s
         and two 413, so a run on two threads spends 1.4× the CPU per image, and one image takes
-        3.6 ms on one thread against 3.8 ms on two."""
+        3.6 ms on one thread against 3.8 ms on two.
+
+        An ensemble artifact (`ArtifactMeta.ensemble`) opens as its member networks and decides
+        with its own threshold, decision rule, prediction sets and gate rule. Given together with
+        other artifacts, each contributes all its networks and the whole falls back to the generic
+        rule (`combine`: mean threshold and offsets, any gate refuses, no prediction sets): no
+        decision was fitted on that mix."""
         paths: list[ArtifactPath] = list(path) if isinstance(path, list | tuple) else [path]  # type: ignore[list-item]
-        return cls([Member.open(p, runtime, 1, verify) for p in paths], tta, coverage, threads)
+        opened = [Member.open_all(p, runtime, verify) for p in paths]
+        members = [member for networks, _ in opened for member in networks]
+        ensemble = opened[0][1] if len(opened) == 1 else None
+        return cls(members, tta, coverage, threads, ensemble)
 
     @property
     def meta(self) -> ArtifactMeta:
+        """The first (primary) member's metadata: classes, preprocessing of heatmaps, the name."""
         return self.members[0].meta
+
+    @property
+    def threshold(self) -> float:
+        """The operating threshold every combined result uses by default (`operating_rule`)."""
+        return operating_rule([m.meta for m in self.members], self.ensemble)[0]
+
+    @property
+    def sets(self) -> ConformalSets | None:
+        """The prediction sets that hold for this engine's combined output (`fitted_sets`)."""
+        return fitted_sets([m.meta for m in self.members], self.ensemble)
 
     def decode_size(self) -> tuple[int, int]:
         """JPEG draft-mode floor: never decode below any member's input (or working) size."""
@@ -192,7 +198,7 @@ class Engine:
             if on_done is not None:
                 on_done(len(chunk))
         names = [str(i) for i in range(len(images))] if ids is None else list(ids)
-        run = gathered.run(self.members, names, views_n, heatmap, self.coverage)
+        run = gathered.run(self.members, names, views_n, heatmap, self.coverage, self.ensemble)
         run.patients = patients
         return run
 
@@ -329,14 +335,20 @@ class _Gathered:
         self.cam_views += scored.cams
 
     def run(
-        self, members: Sequence[Member], names: list[str], views_n: int, heatmap: bool, coverage: float | None
+        self,
+        members: Sequence[Member],
+        names: list[str],
+        views_n: int,
+        heatmap: bool,
+        coverage: float | None,
+        ensemble: EnsembleSpec | None = None,
     ) -> EngineRun:
         failed = [(names[k], str(err)) for k, err in self.errors]
         outputs = [
             _merge(member, part, [names[k] for k in self.rows], failed, views_n)
             for member, part in zip(members, self.parts, strict=True)
         ]
-        combined = combine(outputs, coverage)
+        combined = combine(outputs, coverage, ensemble)
         cams: list[np.ndarray | None] = [None] * len(self.rows)
         if heatmap:  # each view's CAM of the class the ensemble chose, averaged over the views
             top = combined.top

@@ -55,7 +55,8 @@ class Classifier:
         verify: bool = True,
         coverage: float | None = None,
     ) -> Classifier:
-        """Load an artifact (None = the bundled model) or, given several paths, an ensemble.
+        """Load an artifact (None = the bundled model; an ensemble artifact opens as its members)
+        or, given several paths, an ensemble of them (`Engine.load`).
         `coverage` (e.g. 0.95) chooses the prediction sets' coverage among those the artifact has."""
         engine = Engine.load(
             path, runtime=runtime, tta=tta, threads=threads, verify=verify, coverage=coverage
@@ -86,8 +87,8 @@ class Classifier:
 
     @property
     def threshold(self) -> float:
-        """Operating threshold: the mean of the members' thresholds."""
-        return float(np.mean([m.meta.threshold for m in self.members]))
+        """Operating threshold: an ensemble artifact's own, else the mean of the members' (`Engine.threshold`)."""
+        return self.engine.threshold
 
     @overload
     def predict(

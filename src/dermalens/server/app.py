@@ -53,6 +53,7 @@ def _load(settings: ServerSettings, classifier: Classifier | None) -> ServerStat
         "version": meta.version,
         "architecture": meta.architecture,
         "members": len(classifier.members),
+        "member_names": [m.meta.name for m in classifier.members],
     }
     card = model_card(classifier, settings)
     state = ServerState(settings, classifier, service, prediction_log, time.time(), card, block)

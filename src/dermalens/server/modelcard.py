@@ -30,14 +30,18 @@ def _clean(value: Any) -> Any:
 
 
 def model_card(classifier: Classifier, settings: ServerSettings) -> dict[str, Any]:
-    """The `ModelCard` schema as a dict."""
+    """The `ModelCard` schema as a dict. An ensemble artifact's threshold, decision rule and
+    prediction sets are its own (`EnsembleSpec`), not its primary member's."""
     meta = classifier.meta
+    rule = classifier.engine.ensemble or meta
     return {
         "model_id": meta.model_id,
         "name": meta.name,
         "version": meta.version,
         "architecture": meta.architecture,
         "members": len(classifier.members),
+        "member_names": [m.meta.name for m in classifier.members],
+        "ensemble": ensemble_words(classifier),
         "classes": [
             {
                 "code": code,
@@ -47,9 +51,9 @@ def model_card(classifier: Classifier, settings: ServerSettings) -> dict[str, An
             for code in meta.classes
         ],
         "threshold": classifier.threshold,
-        "threshold_rule": meta.threshold_rule,
+        "threshold_rule": rule.threshold_rule,
         "temperature": meta.temperature,
-        "decision_rule": meta.class_bias_rule or "the most probable class",
+        "decision_rule": rule.class_bias_rule or "the most probable class",
         "prediction_sets": prediction_sets_rule(classifier),
         "ood_gate": any(m.gate is not None for m in classifier.members),
         "ood_threshold": meta.ood_threshold,
@@ -73,11 +77,28 @@ def model_card(classifier: Classifier, settings: ServerSettings) -> dict[str, An
     }
 
 
+def ensemble_words(classifier: Classifier) -> str:
+    """What sort of ensemble is served, in words ("" for one network)."""
+    members = classifier.members
+    if len(members) == 1:
+        return ""
+    names = ", ".join(m.meta.name for m in members)
+    spec = classifier.engine.ensemble
+    if spec is None:
+        return f"an ensemble of {len(members)} artifacts ({names}): probabilities averaged, mean threshold"
+    gate = "the first member's OOD gate" if spec.gate == "first" else "any member's OOD gate"
+    return (
+        f"an ensemble artifact of {len(members)} networks ({names}): probabilities averaged, "
+        f"threshold and decision rule fitted on the average, {gate} refuses"
+    )
+
+
 def prediction_sets_rule(classifier: Classifier) -> str:
     """How the prediction sets are made, at the coverage served, or why there are none."""
-    fitted = classifier.meta.conformal if len(classifier.members) == 1 else None
+    fitted = classifier.engine.sets
     if fitted is None:
-        return "none (not fitted for this model)" if len(classifier.members) == 1 else "none (an ensemble)"
+        single = len(classifier.members) == 1 or classifier.engine.ensemble is not None
+        return "none (not fitted for this model)" if single else "none (an ensemble)"
     coverage, quantile = fitted.quantile(classifier.engine.coverage)
     return (
         f"split-conformal sets ({fitted.method.upper()}) at {coverage:.0%} coverage (quantile {quantile:.4f}), "

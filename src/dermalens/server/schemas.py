@@ -27,6 +27,9 @@ class ModelSummary(BaseModel):
     version: str
     architecture: str
     members: int
+    member_names: list[str] = Field(
+        default_factory=list, description="each network's name, the primary first"
+    )
     tta: int
 
 
@@ -70,6 +73,10 @@ class ModelCard(BaseModel):
     version: str
     architecture: str
     members: int
+    member_names: list[str] = Field(description="each network's name, the primary first")
+    ensemble: str = Field(
+        description="what sort of ensemble is served and how it decides; '' for one network"
+    )
     classes: list[Diagnosis]
     threshold: float
     threshold_rule: str
