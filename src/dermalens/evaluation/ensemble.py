@@ -105,7 +105,7 @@ def fit_spec(
     spec.conformal, figures = fit_sets(
         primary, pooled.probs[keep], targets, pooled.text, coverage, rule.class_bias
     )
-    fitted.update(decision=rule.evidence, conformal=figures)
+    spec.fitted.update(decision=rule.evidence, conformal=figures)  # pydantic keeps its own copy
     return spec
 
 
@@ -146,7 +146,7 @@ def build_ensemble(
         coverage=coverage,
         gate=gate,
     )
-    spec.fitted["members"] = {d: meta.model_id for d, (_, meta) in zip(["", *dirs], opened, strict=True)}
+    spec.fitted["member_ids"] = {d: meta.model_id for d, (_, meta) in zip(["", *dirs], opened, strict=True)}
     folder = write_ensemble(Path(out), opened[0][0], [f for f, _ in opened[1:]], spec, name)
     Engine.load(folder)  # opens as it will be served: every hash, every member
     log.info("ensemble of %d networks written to %s", len(opened), folder)
