@@ -36,6 +36,7 @@ from dermalens.evaluation.report import write_report
 from dermalens.evaluation.run import EvalData, EvalRun, PathLike, load_eval_data, model_label
 from dermalens.evaluation.sources import source_metrics
 from dermalens.evaluation.subgroups import age_band, subgroup_metrics
+from dermalens.inference.combined import threshold_rule
 from dermalens.inference.engine import Engine
 from dermalens.inference.results import DISCLAIMER
 from dermalens.inference.rows import set_cell
@@ -48,9 +49,10 @@ def resolve_threshold(
     labels: Sequence[str],
     threshold: float | None,
     target_sensitivity: float | None,
-    members: Sequence[Outputs],
+    rule: str,
 ) -> dict[str, Any]:
-    """The operating threshold and where it comes from (given, tuned here, or the artifact's)."""
+    """The operating threshold and where it comes from (given, tuned here, or the artifact's,
+    chosen by `rule`)."""
     if threshold is not None and target_sensitivity is not None:
         raise ValueError("give either a threshold or a target sensitivity, not both")
     if threshold is not None:
@@ -67,8 +69,7 @@ def resolve_threshold(
             "rule": f"≥{target_sensitivity:.0%} sensitivity on these same images (optimistic: tuned on the "
             "data it is scored on; use `dermalens calibrate` on a validation split for an honest threshold)",
         }
-    rules = sorted({m.meta.threshold_rule for m in members})
-    return {"value": combined.threshold, "source": "artifact", "rule": "; ".join(rules)}
+    return {"value": combined.threshold, "source": "artifact", "rule": rule}
 
 
 def write_predictions(path: Path, records: Sequence[Record], combined: Combined, threshold: float) -> Path:
@@ -251,7 +252,8 @@ def evaluate_data(
     records = [by_id[i] for i in combined.image_ids]
     failed = dict(f for m in members for f in m.failed)
     labels = [model_label(r.label, combined.classes) for r in records]
-    chosen = resolve_threshold(combined, labels, threshold, target_sensitivity, members)
+    rule = threshold_rule([m.meta for m in engine.members], engine.ensemble)
+    chosen = resolve_threshold(combined, labels, threshold, target_sensitivity, rule)
     cut = chosen["value"]
     write_predictions(out / "predictions.csv", records, combined, cut)
 

@@ -163,6 +163,16 @@ def operating_rule(
     return threshold, np.mean([m.decision_bias for m in metas], axis=0)
 
 
+def threshold_rule(metas: Sequence[ArtifactMeta], ensemble: EnsembleSpec | None = None) -> str:
+    """How the operating threshold was chosen, in words: the ensemble artifact's rule, else each
+    member's distinct rule."""
+    return (
+        ensemble.threshold_rule
+        if ensemble is not None
+        else "; ".join(sorted({m.threshold_rule for m in metas}))
+    )
+
+
 def fitted_sets(metas: Sequence[ArtifactMeta], ensemble: EnsembleSpec | None = None) -> ConformalSets | None:
     """The prediction sets that hold for these members combined: an ensemble artifact's own, one
     model's, or none (several artifacts given together: no quantile was fitted on their average)."""
