@@ -93,9 +93,7 @@ class Engine:
         if ensemble is not None and len(members) != len(ensemble.members) + 1:
             raise ValueError(f"an ensemble of {len(ensemble.members) + 1} networks was given {len(members)}")
         check_classes([m.meta for m in members])
-        conformal_for(
-            [m.meta for m in members], coverage, ensemble
-        )  # a coverage the model lacks: said at once
+        conformal_for([m.meta for m in members], coverage, ensemble)  # a coverage it lacks: said now
         self.members = members
         #: The spec of the ensemble artifact the members came from (its own decision and gate rule),
         #: or None: one model, or several artifacts combined by the generic rule (`combine`).
