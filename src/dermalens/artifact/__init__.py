@@ -8,6 +8,8 @@ An artifact is a folder::
     weights.pt      PyTorch state dict (training side: fine-tuning, export, Grad-CAM)
     ood.npz         statistics of the out-of-distribution gate (`ood.OodGate`, optional)
     baseline.npz    a classical baseline's arrays (instead of the network files)
+    members/<name>/ an ensemble artifact's other networks (`meta.EnsembleSpec`), each a complete
+                    artifact without weights.pt, its artifact.json pinned by the primary's hashes
 
 `meta` says what artifact.json holds, `kinds` which kinds of model there are, `store` finds, reads
 and verifies an artifact, `ood` is the stored gate, and `write` is the only way anything writes

@@ -176,7 +176,7 @@ def _ensemble_options(ensemble: argparse.ArgumentParser) -> None:
     ensemble.add_argument("--split-name", default="val", help="split to fit on (default val)")
     ensemble.add_argument(
         "--target-sensitivity", type=float, default=0.95,
-        help="threshold: this sensitivity on the first --data/--split pair (default 0.95)",
+        help="threshold: this sensitivity for malignancy on the pooled splits (default 0.95)",
     )  # fmt: skip
     sets_options(ensemble)
 
@@ -199,7 +199,7 @@ def run_ensemble(args: argparse.Namespace) -> int:
     point = summary["calibration"]
     print(f"ensemble artifact {summary['artifact']}: {', '.join(summary['members'])} (gate: {args.gate})")
     print(
-        f"  threshold {point['threshold']:.4f} on {point['source']}: sensitivity {point['sensitivity']:.3f}, "
+        f"  threshold {point['threshold']:.4f} on {summary['source']}: sensitivity {point['sensitivity']:.3f}, "
         f"specificity {point['specificity']:.3f}"
     )
     if "decision" in summary:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +72,6 @@ class Pooled:
     sources: list[str]
     groups: list[str]
     text: str
-    #: Rows of each (dataset, split file) pair, in order (their rows come one pair after another).
-    counts: list[int] = field(default_factory=list)
 
 
 def pooled_probabilities(
@@ -88,7 +86,7 @@ def pooled_probabilities(
     artifact (decision rule, prediction sets) are fitted on."""
     from dermalens.evaluation.run import load_eval_data
 
-    probs, labels, sources, groups, names, counts = [], [], [], [], [], []
+    probs, labels, sources, groups, names = [], [], [], [], []
     for data_path, split_file in datasets:
         data = load_eval_data(data_path, split_file, split_name)
         combined = collect(engine, data.records, progress=progress).combined
@@ -97,10 +95,9 @@ def pooled_probabilities(
         labels += [by_id[i].label for i in combined.image_ids]
         sources += [by_id[i].source for i in combined.image_ids]
         groups += [by_id[i].group for i in combined.image_ids]
-        counts.append(len(combined.image_ids))
         names.append(f"{Path(split_file).name} ({len(combined.image_ids)} images)")
     text = f"split {split_name!r} of " + " + ".join(names)
-    return Pooled(np.concatenate(probs), labels, sources, groups, text, counts)
+    return Pooled(np.concatenate(probs), labels, sources, groups, text)
 
 
 def refit_target(model: ArtifactPath, out: str | os.PathLike[str] | None) -> Path:
