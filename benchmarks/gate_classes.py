@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def refused_by_class(engine, records, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
-    """(refused flag, class index or -1) per readable record, through the engine."""
-    from dermalens.evaluation.outputs import collect_outputs
+    """(refused flag, class index or -1) per readable record, through the engine: the combined
+    refusal, so that an ensemble is measured by its own gate rule (`EnsembleSpec.gate`)."""
+    from dermalens.evaluation.outputs import collect
 
-    out = collect_outputs(engine, records)
+    combined = collect(engine, records).combined
     label = {r.image_id: r.label for r in records}
-    index = [classes.index(label[i]) if label[i] in classes else -1 for i in out.image_ids]
-    return out.ood_score > 1.0, np.asarray(index)
+    index = [classes.index(label[i]) if label[i] in classes else -1 for i in combined.image_ids]
+    return combined.ood, np.asarray(index)
 
 
 def row(name: str, refused: np.ndarray, index: np.ndarray, classes: list[str]) -> str:
@@ -85,8 +85,7 @@ def main() -> int:
     parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
 
-    from ood_gate import natural_photos, synthetic_images
-
+    from dermalens.evaluation.not_dermoscopy import natural_photos, synthetic_images
     from dermalens.inference.engine import Engine
 
     engine = Engine.load(args.model)
@@ -95,7 +94,7 @@ def main() -> int:
     for line in dermoscopy_rows(engine, args.data_root, classes):
         print(line)
     images = {**natural_photos(), **synthetic_images()}
-    refused = engine.run(list(images.values()), ids=list(images)).members[0].ood_score > 1.0
+    refused = engine.run(list(images.values()), ids=list(images)).combined.ood
     accepted = [name for name, flag in zip(images, refused, strict=True) if not flag]
     print(
         f"non-dermoscopy: {int(refused.sum())}/{len(refused)} refused ({100 * refused.mean():.1f} %)"

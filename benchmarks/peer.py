@@ -33,9 +33,8 @@ from dermalens.inference.engine import Engine
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def scored(run, members: list[int], records) -> tuple[Scored, float, float]:
-    """The combination of `members`: its rows, its melanoma-vs-rest AUC and its refusal rate."""
-    combined = combine([run.members[i] for i in members])
+def scored(combined, records) -> tuple[Scored, float, float]:
+    """One combined output's rows, its melanoma-vs-rest AUC and its refusal rate."""
     by_id = {r.image_id: r for r in records}
     rows = [by_id[i] for i in combined.image_ids]
     labels = [r.label for r in rows]
@@ -69,21 +68,29 @@ def main() -> int:
     parser.add_argument("--timing", type=int, default=30, help="images timed one at a time (0 = none)")
     args = parser.parse_args()
     data = load_eval_data(args.data, args.split, args.split_name)
-    engine = Engine.load([args.model, args.peer])
-    run = collect(engine, data.records, progress=True)
+    # Each side runs on its own engine, so that an ensemble artifact decides by its own rule; the
+    # pair is combined as `dermalens predict --model MODEL --model PEER` combines it (every network).
+    model_run, peer_run = (
+        collect(Engine.load(m), data.records, progress=True) for m in (args.model, args.peer)
+    )
+    combos = {
+        "bundled": model_run.combined,
+        "peer": peer_run.combined,
+        "bundled + peer": combine([*model_run.members, *peer_run.members]),
+    }
     lesions = {r.image_id: r.group for r in data.records}
-    bundled = scored(run, [0], data.records)[0]
+    bundled = scored(combos["bundled"], data.records)[0]
     print(f"{len(bundled.ids)} images of {args.data}\n")
     print(
         "| model | AUC | Δ AUC (95 %) | mel-vs-rest AUC | BA | Δ BA (95 %) | BCC recall | mel recall | refused |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, members in (("bundled", [0]), ("peer", [1]), ("bundled + peer", [0, 1])):
-        s, mel, refused = scored(run, members, data.records)
+    for name, combined in combos.items():
+        s, mel, refused = scored(combined, data.records)
         f = figures(s, np.arange(len(s.ids)))
         auc = float(np.nanmean([v for k, v in f.items() if k.startswith("auc_")]))
         d_auc = d_ba = "—"
-        if members != [0]:
+        if name != "bundled":
             c = paired_comparison(bundled, s, lesions, n_boot=args.n_boot)
             d_auc, d_ba = (_delta(c["rule_auc"]), _delta(c["balanced_accuracy"]))
         print(
@@ -92,7 +99,10 @@ def main() -> int:
         )
     if args.timing:
         paths = [r.path for r in data.records[: args.timing]]
-        alone, both = latency(Engine.load(args.model), paths), latency(engine, paths)
+        alone, both = (
+            latency(Engine.load(args.model), paths),
+            latency(Engine.load([args.model, args.peer]), paths),
+        )
         print(
             f"\none image end to end, p50: bundled {alone * 1000:.1f} ms, bundled + peer {both * 1000:.1f} ms"
         )
