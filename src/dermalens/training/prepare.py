@@ -79,7 +79,7 @@ def checkpoint_file(checkpoint: str | None) -> str | None:
         member = path.name == WEIGHTS_FILE and ensemble_owner(folder) is not None
         why = f" (an ensemble's member folders are copied without {WEIGHTS_FILE})" if member else ""
         raise ValueError(
-            f"model.checkpoint {checkpoint}: no such file{why}; valid: a PyTorch state dict, such as "
+            f"model.checkpoint {checkpoint}: not a file{why}; valid: a PyTorch state dict, such as "
             f"an artifact's {WEIGHTS_FILE} (an ensemble artifact's own {WEIGHTS_FILE} is its primary network)"
         )
     return checkpoint
