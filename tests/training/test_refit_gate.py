@@ -111,3 +111,26 @@ def test_refit_gate_on_an_ensemble_refits_the_primary_gate_and_keeps_the_ensembl
     images = [lesion_like(s, (64, 48)) for s in range(3)]
     old, new = (e.run(images).combined for e in engines)
     assert np.allclose(old.probs, new.probs, atol=1e-5)  # the decision fitted on them still holds
+
+
+def test_refit_gate_never_changes_a_member_in_place_and_names_its_missing_weights(
+    hand_ensemble, tiny_dataset, tmp_path, capsys
+):
+    from dermalens.cli import main
+
+    member = hand_ensemble / "members" / "other"
+    argv = [
+        "artifact",
+        "refit-gate",
+        "--model",
+        str(member),
+        "--data",
+        str(tiny_dataset),
+        "--split",
+        "s.json",
+    ]
+    assert main(argv) == 2
+    assert "is a member of the ensemble" in capsys.readouterr().err  # its ensemble pins its files
+    assert main([*argv, "--out", str(tmp_path / "copy")]) == 2
+    assert "no weights.pt (an ensemble's member folders" in capsys.readouterr().err
+    assert not (tmp_path / "copy").exists()
