@@ -91,8 +91,8 @@ def load_members(folder: Path, meta: ArtifactMeta, *, verify: bool = True) -> li
 
 
 def ensemble_words(folder: Path, meta: ArtifactMeta) -> str:
-    """ "FOLDER is an ensemble of N networks (its primary and members/a, ...)": how a command that
-    works on one network names what it was given, before saying what it does with it."""
+    """How a command that works on one network names an ensemble artifact it was given ("FOLDER is
+    an ensemble of N networks (its primary and members/a)"), before saying what it does with it."""
     members = meta.ensemble.members if meta.ensemble else []
     return f"{folder} is an ensemble of {len(members) + 1} networks (its primary and {', '.join(members)})"
 
