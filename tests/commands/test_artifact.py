@@ -77,3 +77,16 @@ def test_a_group_command_without_its_extra_names_the_extra():
     ran = without_extras("artifact", "export", "--format", "onnx", "--out", "unused.onnx")
     assert ran.returncode == 2, ran.stderr
     assert "dermalens artifact export needs the `train` extra" in ran.stderr and "Traceback" not in ran.stderr
+
+
+def test_export_of_an_ensemble_writes_its_primary_and_a_member_folder_is_explained(
+    hand_ensemble, tmp_path, capsys
+):
+    out = tmp_path / "m.onnx"
+    assert main(["artifact", "export", "--model", str(hand_ensemble), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "is an ensemble of 2 networks" in err and "export writes its primary network alone" in err
+    assert out.stat().st_size > 1_000_000
+    member = hand_ensemble / "members" / "other"
+    assert main(["artifact", "export", "--model", str(member), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "no weights.pt (an ensemble's member folders are copied without it)" in capsys.readouterr().err

@@ -66,3 +66,19 @@ def test_unlabelled_images_are_found_at_any_depth_and_a_wrong_folder_is_named(tm
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         unlabelled_images(tmp_path / "empty")
+
+
+def test_an_ensemble_is_adapted_as_its_primary_network_alone(hand_ensemble: Path, tmp_path: Path) -> None:
+    """New statistics change the primary's probabilities: the copy is that one network, without
+    the members or the ensemble's decision (fitted on their average)."""
+    from conftest import lesion_like
+    from dermalens.artifact.meta import MEMBERS_DIR
+
+    copy = adabn_copy(hand_ensemble, [lesion_like(s, (64, 48)) for s in range(6)], tmp_path / "adabn")
+    _, meta = load_meta(copy)
+    assert meta.ensemble is None and not (copy / MEMBERS_DIR).exists() and "from_ensemble" in meta.training
+    old = torch.load(hand_ensemble / WEIGHTS_FILE, weights_only=True)
+    new = torch.load(copy / WEIGHTS_FILE, weights_only=True)
+    stats = [k for k in old if k.endswith("running_mean")]
+    assert not torch.allclose(old[stats[0]].float(), new[stats[0]])
+    assert len(Engine.load(copy).members) == 1

@@ -108,3 +108,21 @@ def test_a_teacher_labels_only_its_own_sources(tmp_path: Path, tiny_artifact, ti
         soft_labels(
             DistillConfig(teacher=distill.teacher, teacher_sources=[["bcn"]]), records, classes, tmp_path
         )
+
+
+def test_an_ensemble_teacher_teaches_its_averaged_probabilities_under_its_own_key(
+    tmp_path: Path, hand_ensemble, tiny_artifact
+):
+    """What the ensemble serves (its members' calibrated probabilities averaged), cached apart from
+    its primary network's raw logits."""
+    from dermalens.inference.engine import Engine
+
+    records, classes = _records(tmp_path, 3, ham=3), list(DX_CODES)
+    taught = teacher_logits(hand_ensemble, records, classes, tmp_path / "cache")
+    served = Engine.load(hand_ensemble).run([r.path for r in records], ids=[r.image_id for r in records])
+    rows = np.stack([taught[i] for i in served.combined.image_ids])
+    assert np.allclose(softmax(rows, 1.0), served.combined.probs, atol=1e-5)
+    alone = teacher_logits(tiny_artifact, records, classes, tmp_path / "cache")
+    assert not np.allclose(rows, np.stack([alone[i] for i in served.combined.image_ids]), atol=1e-3)
+    keys = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(keys) == 2 and keys[0].startswith("hand-") and "-ensemble-" in keys[0]

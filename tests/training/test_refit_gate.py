@@ -82,3 +82,55 @@ def test_refit_gate_pools_several_datasets_and_wants_a_split_for_each(tiny_artif
     assert np.allclose(means[0], means[1], atol=1e-4)  # the same images twice: the same class means
     odd = subprocess.run([*cmd, *pair, "--data", str(tiny_dataset)], capture_output=True, text=True)
     assert odd.returncode != 0 and "one --split per --data" in odd.stderr
+
+
+def test_refit_gate_on_an_ensemble_refits_the_primary_gate_and_keeps_the_ensemble(
+    hand_ensemble, tiny_dataset, tmp_path, caplog
+):
+    """The gate rule "first" reads the primary's gate: that one is refitted; the members, the
+    ensemble's decision and what it serves stay, and every hash is rewritten."""
+    import logging
+
+    from dermalens.artifact.store import load_meta
+    from dermalens.cli import main
+    from dermalens.inference.engine import Engine
+
+    split = split_dataset(load_dataset(tiny_dataset), val=0.25, test=0.0, seed=0)
+    split.save(tmp_path / "split.json")
+    out = tmp_path / "refitted"
+    with caplog.at_level(logging.WARNING):
+        assert main(["artifact", "refit-gate", "--model", str(hand_ensemble), "--data", str(tiny_dataset),
+                     "--split", str(tmp_path / "split.json"), "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    assert any("refits its primary's OOD gate" in r.getMessage() for r in caplog.records)
+    before, after = load_meta(hand_ensemble)[1], load_meta(out)[1]  # verified: members pinned too
+    assert after.ensemble == before.ensemble
+    assert after.files["members/other/artifact.json"] == before.files["members/other/artifact.json"]
+    assert OodGate.load(out / "ood.npz").threshold != OodGate.load(hand_ensemble / "ood.npz").threshold
+    engines = [Engine.load(hand_ensemble), Engine.load(out)]
+    assert [len(e.members) for e in engines] == [2, 2] and engines[1].ensemble == before.ensemble
+    images = [lesion_like(s, (64, 48)) for s in range(3)]
+    old, new = (e.run(images).combined for e in engines)
+    assert np.allclose(old.probs, new.probs, atol=1e-5)  # the decision fitted on them still holds
+
+
+def test_refit_gate_never_changes_a_member_in_place_and_names_its_missing_weights(
+    hand_ensemble, tiny_dataset, tmp_path, capsys
+):
+    from dermalens.cli import main
+
+    member = hand_ensemble / "members" / "other"
+    argv = [
+        "artifact",
+        "refit-gate",
+        "--model",
+        str(member),
+        "--data",
+        str(tiny_dataset),
+        "--split",
+        "s.json",
+    ]
+    assert main(argv) == 2
+    assert "is a member of the ensemble" in capsys.readouterr().err  # its ensemble pins its files
+    assert main([*argv, "--out", str(tmp_path / "copy")]) == 2
+    assert "no weights.pt (an ensemble's member folders" in capsys.readouterr().err
+    assert not (tmp_path / "copy").exists()

@@ -102,3 +102,19 @@ def test_soup_at_another_input_size_is_refitted_there(two_runs: list[Path], tmp_
     with pytest.raises(ValueError, match="at least 8 pixels"):
         build_soup(two_runs, tmp_path / "tiny", input_size=(4, 3))
     assert not (tmp_path / "tiny").exists()
+
+
+def test_an_ensemble_gives_its_primary_weights_and_a_member_folder_is_refused(
+    hand_ensemble: Path, tiny_artifact: Path, caplog
+) -> None:
+    """An ensemble's own weights.pt is its primary's (said in one line); its member folders hold none."""
+    import logging
+
+    from dermalens.training.soup import load_members
+
+    with caplog.at_level(logging.WARNING):
+        loaded = load_members([hand_ensemble, tiny_artifact])
+    assert [folder for folder, _ in loaded] == [hand_ensemble, tiny_artifact]
+    assert any("soup averages its primary network's weights" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match=r"no weights\.pt \(an ensemble's member folders"):
+        load_members([tiny_artifact, hand_ensemble / "members" / "other"])

@@ -90,6 +90,13 @@ def load_members(folder: Path, meta: ArtifactMeta, *, verify: bool = True) -> li
     return members
 
 
+def ensemble_words(folder: Path, meta: ArtifactMeta) -> str:
+    """How a command that works on one network names an ensemble artifact it was given ("FOLDER is
+    an ensemble of N networks (its primary and members/a)"), before saying what it does with it."""
+    members = meta.ensemble.members if meta.ensemble else []
+    return f"{folder} is an ensemble of {len(members) + 1} networks (its primary and {', '.join(members)})"
+
+
 def absent_allowed(folder: Path) -> frozenset[str]:
     """Listed files `folder` may lack: weights.pt in the wheel's packaged copy of the bundled model
     and in a member folder of an ensemble artifact (13 MB each that predicting never reads: the

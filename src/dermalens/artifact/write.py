@@ -89,11 +89,16 @@ def writable_copy(folder: Path, out: str | os.PathLike[str] | None, *, replace: 
     folder, which is its own new artifact each time)."""
     if out is None:
         return folder
+    _make_room(out, replace)
+    return Path(shutil.copytree(folder, out))
+
+
+def _make_room(out: str | os.PathLike[str], replace: bool) -> None:
+    """Refuse an existing `out`, or remove it where `replace` allows."""
     if Path(out).exists():
         if not replace:
             raise ValueError(f"{out} exists; choose a new folder for the changed copy")
         shutil.rmtree(out)
-    return Path(shutil.copytree(folder, out))
 
 
 def copy_member(source: Path, target: Path) -> Path:
@@ -103,10 +108,37 @@ def copy_member(source: Path, target: Path) -> Path:
     weights.pt (`store.absent_allowed` lets a member lack it)."""
     if target.exists():
         raise ValueError(f"{target} exists; an ensemble member is copied into a new folder")
+    return _copy_files(source, target, (META_FILE, *(n for n in HASHED_FILES if n != WEIGHTS_FILE)))
+
+
+def _copy_files(source: Path, target: Path, names: tuple[str, ...]) -> Path:
+    """Copy the files `names` that `source` holds into the new folder `target`, each atomically."""
     target.mkdir(parents=True)
-    for name in (META_FILE, *HASHED_FILES):
-        if name != WEIGHTS_FILE and (source / name).is_file():
+    for name in names:
+        if (source / name).is_file():
             place(target / name, partial(shutil.copyfile, source / name))
+    return target
+
+
+def primary_copy(folder: Path, out: str | os.PathLike[str], *, replace: bool = False) -> Path:
+    """A single-network artifact at `out` made of the ensemble artifact `folder`'s primary: its own
+    files (no members/), its artifact.json without the ensemble and with a note in `training`,
+    hashes rewritten. For commands that change one network (adapt, quantize): the ensemble's
+    decision was fitted on all its networks' average, so a changed primary may not claim it; the
+    primary's own threshold, decision rule and sets were fitted on it alone and still hold."""
+    _, meta = load_meta(folder)  # verified: the copy's fresh hashes would hide a damaged source
+    if meta.ensemble is None:
+        raise ValueError(f"{folder} is one network already; copy it with `writable_copy`")
+    _make_room(out, replace)
+    target = _copy_files(folder, Path(out), HASHED_FILES)
+    networks = len(meta.ensemble.members) + 1
+    meta.training = {
+        **meta.training,
+        "from_ensemble": f"the primary network of the ensemble {meta.name} ({networks} networks); "
+        "its other members and the decision fitted on their average are not in this artifact",
+    }
+    meta.ensemble = None
+    write_meta(target, meta)
     return target
 
 

@@ -13,7 +13,11 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     adapt = sub.add_parser("adapt", help="fit a model to a clinic's own labelled images (a new artifact)")
-    adapt.add_argument("--model", help="model artifact (default: the bundled model); left unchanged")
+    adapt.add_argument(
+        "--model",
+        help="model artifact (default: the bundled model); left unchanged; an ensemble artifact: its "
+        "primary network, adapted into one network",
+    )
     adapt.add_argument(
         "--data", type=Path, required=True, help="the clinic's labelled images, any reader layout"
     )
@@ -46,14 +50,12 @@ def _cell(report: dict[str, Any], side: str, key: str) -> str:
     return f"{value:.3f}" + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
 
 
-def _unlabelled(args: argparse.Namespace, work: Path) -> tuple[Any, dict[str, Any]]:
+def _unlabelled(args: argparse.Namespace, model: Path, work: Path) -> tuple[Any, dict[str, Any]]:
     """AdaBN measured out of fold on --data; print it; the model the labelled steps start from."""
     from dermalens.training.adabn_run import adapt_unlabelled
 
-    if Path(args.out).exists():  # before minutes of work, not after
-        raise ValueError(f"{args.out} exists; choose a new folder for the adapted model")
-    model, measured = adapt_unlabelled(
-        args.model, args.unlabelled, args.data, args.split, args.split_name, args.folds, work,
+    start, measured = adapt_unlabelled(
+        model, args.unlabelled, args.data, args.split, args.split_name, args.folds, work,
         progress=not args.no_progress,
     )  # fmt: skip
     print(
@@ -66,17 +68,19 @@ def _unlabelled(args: argparse.Namespace, work: Path) -> tuple[Any, dict[str, An
         if measured["kept"]
         else "  left out (out of fold: AUC lower, more refused, or no better named)"
     )
-    return model, measured
+    return start, measured
 
 
 def run_adapt(args: argparse.Namespace) -> int:
     from dermalens.evaluation.adapt import MIN_REFUSED
-    from dermalens.evaluation.adapt_run import adapt
+    from dermalens.evaluation.adapt_run import adapt, one_network
 
-    with tempfile.TemporaryDirectory(prefix="dermalens-adapt-") as work:
-        model, unlabelled = args.model, None
+    if Path(args.out).exists():  # before minutes of work, not after
+        raise ValueError(f"{args.out} exists; choose a new folder for the adapted model")
+    with tempfile.TemporaryDirectory(prefix="dermalens-adapt-") as work, one_network(args.model) as folder:
+        model, unlabelled = folder, None  # an ensemble: its primary alone, said once (`one_network`)
         if args.unlabelled is not None:
-            model, unlabelled = _unlabelled(args, Path(work))
+            model, unlabelled = _unlabelled(args, folder, Path(work))
         report = adapt(
             model, args.data, args.out, split_file=args.split, split_name=args.split_name,
             folds=args.folds, n_boot=args.n_boot, head=args.head, unlabelled=unlabelled,

@@ -5,6 +5,7 @@ else's classifier."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from dermalens.commands import Subcommand, command_line
@@ -18,12 +19,20 @@ def _export_options(export: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from dermalens.artifact.meta import WEIGHTS_FILE
-    from dermalens.artifact.store import load_meta
+    from dermalens.artifact.meta import ONNX_FILE, WEIGHTS_FILE
+    from dermalens.artifact.store import ensemble_words, load_meta
     from dermalens.models.export import export
     from dermalens.models.factory import build_from_meta
 
     folder, meta = load_meta(args.model)
+    if meta.ensemble is not None:  # a graph or TorchScript file is one network; the decision is not in it
+        print(f"{ensemble_words(folder, meta)}; export writes its primary network alone", file=sys.stderr)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise ValueError(
+            f"{folder}: no {WEIGHTS_FILE} (an ensemble's member folders are copied without it); export "
+            f"builds the network from its weights: its {ONNX_FILE} is the ONNX graph already, or pass "
+            "the artifact the member was built from"
+        )
     model = build_from_meta(meta, folder / WEIGHTS_FILE)
     out = export(model, args.out, args.format, meta.preprocessing.input_size)
     print(f"exported {meta.name} ({meta.architecture}) to {out} [{args.format}]")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,8 @@ import numpy as np
 
 from dermalens.artifact.meta import ONNX_FILE, OOD_FILE
 from dermalens.artifact.ood import OodGate
-from dermalens.artifact.store import load_meta
-from dermalens.artifact.write import put_file, writable_copy, write_meta
+from dermalens.artifact.store import ensemble_words, load_meta
+from dermalens.artifact.write import primary_copy, put_file, writable_copy, write_meta
 from dermalens.evaluation.adapt import MIN_IMAGES, Clinic, Fitted, adapted_meta, cross_validate
 from dermalens.evaluation.outputs import collect
 from dermalens.evaluation.run import label_targets, load_eval_data
@@ -26,6 +29,28 @@ from dermalens.inference.engine import Engine
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
+
+
+@contextmanager
+def one_network(model: PathLike | None) -> Iterator[Path]:
+    """The artifact folder adaptation works on: `model` itself, or, where it is an ensemble
+    artifact, a single-network copy of its primary (`artifact.write.primary_copy`, removed after).
+
+    Why the primary alone: adaptation refits one network's temperature, threshold, decision rule,
+    sets, gate and head; an ensemble's decision is fitted on its members' average and would ignore
+    them (issue #33's figures were measured on the bundled primary). The result is one network,
+    said in one line here and on its card (`training.from_ensemble`)."""
+    folder, meta = load_meta(model, verify=False)
+    if meta.ensemble is None:
+        yield folder
+        return
+    log.warning(
+        "%s; adapt refits its primary network alone and writes one network, not an ensemble (to keep "
+        "an ensemble: adapt each member, then rebuild it with `dermalens artifact ensemble`)",
+        ensemble_words(folder, meta),
+    )
+    with tempfile.TemporaryDirectory(prefix="dermalens-primary-") as work:
+        yield primary_copy(folder, Path(work) / "primary")
 
 
 def colour_floor(
@@ -119,24 +144,26 @@ def adapt(
         raise ValueError(f"{out} exists; choose a new folder for the adapted model")
     if folds < 2:
         raise ValueError(f"--folds {folds}; valid: 2 or more")
-    folder, _ = load_meta(model, verify=False)
-    engine = Engine.load(folder)
-    meta = engine.meta
-    clinic, source = read_clinic(engine, data_path, split_file, split_name, progress, head)
-    fitted = None
-    if len(clinic.targets) < max(MIN_IMAGES, 4 * folds):
-        report: dict[str, Any] = {
-            "n": len(clinic.targets),
-            "kept": [],
-            "note": f"{len(clinic.targets)} labelled images the model can name: adaptation needs at least "
-            f"{max(MIN_IMAGES, 4 * folds)}; nothing was changed",
-        }
-        meta.metrics["adaptation"] = {"source": source, **report}
-    else:
-        report = cross_validate(meta, clinic, folds, n_boot, head, lambda gate: refused_share(engine, gate))
-        if unlabelled is not None:
-            report["unlabelled"] = unlabelled
-        meta, fitted = adapted_meta(meta, clinic, report, source)
-    target = _write(folder, out, meta, fitted)
-    log.info("adapted %s → %s: %s", folder, target, ", ".join(report["kept"]) or "nothing")
-    return report
+    with one_network(model) as folder:
+        engine = Engine.load(folder)
+        meta = engine.meta
+        clinic, source = read_clinic(engine, data_path, split_file, split_name, progress, head)
+        fitted = None
+        if len(clinic.targets) < max(MIN_IMAGES, 4 * folds):
+            report: dict[str, Any] = {
+                "n": len(clinic.targets),
+                "kept": [],
+                "note": f"{len(clinic.targets)} labelled images the model can name: adaptation needs at least "
+                f"{max(MIN_IMAGES, 4 * folds)}; nothing was changed",
+            }
+            meta.metrics["adaptation"] = {"source": source, **report}
+        else:
+            report = cross_validate(
+                meta, clinic, folds, n_boot, head, lambda gate: refused_share(engine, gate)
+            )
+            if unlabelled is not None:
+                report["unlabelled"] = unlabelled
+            meta, fitted = adapted_meta(meta, clinic, report, source)
+        target = _write(folder, out, meta, fitted)
+        log.info("adapted %s → %s: %s", folder, target, ", ".join(report["kept"]) or "nothing")
+        return report

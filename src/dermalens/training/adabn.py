@@ -6,11 +6,14 @@ clinics; another dermatoscope's colour, light and sharpness move those statistic
 downstream reads shifted inputs. Replacing only the running statistics with the clinic's
 (Li et al., "Revisiting Batch Normalization For Practical Domain Adaptation", 2016) needs no labels
 and changes no learned weight. It needs the artifact's PyTorch weights: an artifact without
-weights.pt (or an INT8 one, whose graph is not re-exported) cannot be adapted this way.
+weights.pt (or an INT8 one, whose graph is not re-exported) cannot be adapted this way. An
+ensemble artifact's primary network is adapted alone, into one network (its ensemble's decision was
+fitted on the members' average, which new statistics would change).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,13 +23,16 @@ import torch
 from torch import nn
 
 from dermalens.artifact.meta import ONNX_FILE, WEIGHTS_FILE
-from dermalens.artifact.store import load_meta
-from dermalens.artifact.write import put_file, writable_copy, write_meta
+from dermalens.artifact.store import ensemble_words, load_meta
+from dermalens.artifact.write import primary_copy, put_file, writable_copy, write_meta
 from dermalens.core.decode import ImageInput
 from dermalens.inference.engine import Engine
+from dermalens.inference.member import Member
 from dermalens.models.export import export_onnx
 from dermalens.models.factory import build_from_meta
 from dermalens.models.heads import call_model, uses_metadata
+
+log = logging.getLogger(__name__)
 
 #: Images per forward pass while the statistics are gathered.
 BATCH = 32
@@ -64,6 +70,10 @@ def adabn_copy(
     """A copy of `model` at `out` whose batch-norm statistics are `images`' (weights.pt and the
     re-exported graph; the gate and everything else as they were)."""
     folder, meta = load_meta(model, verify=False)
+    if meta.ensemble is not None:  # a changed primary would leave the ensemble's decision stale
+        log.warning(
+            "%s; AdaBN adapts its primary network alone, into one network", ensemble_words(folder, meta)
+        )
     if meta.training.get("quantized"):
         raise ValueError(
             f"{folder}: an INT8 artifact's graph is not re-exported; AdaBN needs the float model"
@@ -74,9 +84,13 @@ def adabn_copy(
             "and needs the PyTorch weights (adapt an artifact that has them, or leave --unlabelled out)"
         )
     network = build_from_meta(meta, folder / WEIGHTS_FILE)
-    if reestimate(network, Engine.load(folder).network_inputs(images)) < 2:
+    if reestimate(network, Engine([Member.open(folder)]).network_inputs(images)) < 2:  # the primary's input
         raise ValueError("--unlabelled: fewer than 2 readable images; nothing to estimate statistics on")
-    target = writable_copy(folder, out)
+    if meta.ensemble is None:
+        target = writable_copy(folder, out)
+    else:  # its primary's files and metadata, without the ensemble (`primary_copy`)
+        target = primary_copy(folder, out)
+        _, meta = load_meta(target, verify=False)
     put_file(target, WEIGHTS_FILE, lambda tmp: torch.save(network.state_dict(), tmp))
     put_file(target, ONNX_FILE, lambda tmp: export_onnx(network, tmp, meta.preprocessing.input_size))
     write_meta(target, meta)

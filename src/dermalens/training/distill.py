@@ -11,6 +11,10 @@ about 10 images/s: half an hour over every training image). Its raw logits are c
 (teacher, image) in part files under `distill.cache_dir`, written chunk by chunk, so a killed
 job resumes where it stopped and every run, at any temperature or teacher mix, reuses them.
 `dermalens distill-cache --config C` fills the cache ahead of training, in the background.
+
+An ensemble artifact as a teacher teaches what it serves: its members' calibrated probabilities
+averaged (`Engine`), cached as their logarithms (softmax at temperature 1 gives them back) under a
+key of its own that changes with any member (`teacher_key`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dermalens.artifact.meta import META_FILE, ArtifactMeta
 from dermalens.artifact.store import load_meta
+from dermalens.core.hashing import file_sha256
 from dermalens.data.records import Record
 from dermalens.inference.probabilities import softmax
 from dermalens.training.config import DistillConfig
@@ -76,12 +82,12 @@ def teacher_logits(
 ) -> dict[str, np.ndarray]:
     """The teacher's raw logits (temperature 1, `classes` order) per image id, computed only for
     images the cache does not hold yet, `CHUNK` at a time, each chunk saved before the next."""
-    _, meta = load_meta(teacher, verify=False)
+    where, meta = load_meta(teacher, verify=False)
     missing_classes = set(classes) - set(meta.classes)
     if missing_classes:
         raise ValueError(f"teacher {teacher}: has no class {sorted(missing_classes)} of the student")
     order = [meta.classes.index(c) for c in classes]
-    folder = cache_root / meta.model_id
+    folder = cache_root / teacher_key(where, meta)
     folder.mkdir(parents=True, exist_ok=True)
     cached = _read_parts(folder)
     todo = [r for r in records if r.image_id not in cached]
@@ -92,6 +98,15 @@ def teacher_logits(
     return {i: v[order] for i, v in cached.items() if i in wanted}
 
 
+def teacher_key(folder: Path, meta: ArtifactMeta) -> str:
+    """A teacher's cache folder name: one network's `model_id` (its graph's hash: raw logits need no
+    more); an ensemble's adds its artifact.json's hash, which pins every member and the primary's
+    temperature (its cached averages of calibrated probabilities depend on them all)."""
+    if meta.ensemble is None:
+        return meta.model_id
+    return f"{meta.model_id}-ensemble-{file_sha256(folder / META_FILE)[:8]}"
+
+
 def _compute(
     teacher: str | os.PathLike[str],
     todo: Sequence[Record],
@@ -99,15 +114,18 @@ def _compute(
     cached: dict[str, np.ndarray],
     on_chunk: Callable[[int, int], None] | None,
 ) -> None:
-    from dermalens.evaluation.outputs import collect_outputs
+    from dermalens.evaluation.outputs import collect
     from dermalens.inference.engine import Engine
 
     engine = Engine.load(teacher)
     start_part = len(list(folder.glob("part-*.npz")))
     for k, start in enumerate(range(0, len(todo), CHUNK)):
-        outputs = collect_outputs(engine, todo[start : start + CHUNK])
-        ids = list(outputs.image_ids)
-        logits = outputs.logits[0].astype(np.float32)
+        run = collect(engine, todo[start : start + CHUNK])
+        if engine.ensemble is None:  # one network: its raw logits, any temperature applies later
+            ids, logits = list(run.members[0].image_ids), run.members[0].logits[0]
+        else:  # an ensemble: what it serves, the average of its members' calibrated probabilities
+            ids, logits = list(run.combined.image_ids), np.log(np.maximum(run.combined.probs, 1e-12))
+        logits = logits.astype(np.float32)
         tmp = folder / f".part-{start_part + k:05d}.npz"
         np.savez(tmp, ids=np.asarray(ids), logits=logits)
         tmp.replace(folder / f"part-{start_part + k:05d}.npz")  # atomic: a kill leaves no half part

@@ -32,7 +32,13 @@ from dermalens.training.config import TrainConfig
 from dermalens.training.data import cache_images
 from dermalens.training.finalize import network_outputs
 from dermalens.training.loop import quick_metrics
-from dermalens.training.prepare import load_stage_data, metadata_encoding, network_for, targets_for
+from dermalens.training.prepare import (
+    checkpoint_file,
+    load_stage_data,
+    metadata_encoding,
+    network_for,
+    targets_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +101,7 @@ def fit_late_fusion(config: TrainConfig, progress: bool = False) -> tuple[nn.Mod
         config.model.architecture,
         pretrained=False,
         num_classes=len(classes),
-        checkpoint=config.model.checkpoint,
+        checkpoint=checkpoint_file(config.model.checkpoint),
     ).eval()
     val_images = cache_images(data.val, config.preprocessing, progress)
     logits = network_outputs(image_model, val_images, data.val, data.val_targets, config).logits

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from dermalens.artifact.meta import META_FILE, WEIGHTS_FILE
+from dermalens.artifact.store import ensemble_owner, ensemble_words, load_meta
 from dermalens.core.metadata import MetadataEncoding
 from dermalens.core.preprocess import Preprocessing
 from dermalens.core.taxonomy import BINARY_LABELS, DX_CODES, MALIGNANT, MALIGNANT_LABEL, to_ham
@@ -53,12 +55,34 @@ def network_for(config: TrainConfig, classes: list[str], malignant: list[str], *
         pretrained=config.model.pretrained and init,
         num_classes=len(classes),
         drop_rate=config.model.drop_rate,
-        checkpoint=config.model.checkpoint if init else None,
+        checkpoint=checkpoint_file(config.model.checkpoint) if init else None,
         metadata_dim=encoding.dim if encoding else 0,
         hierarchical=config.model.head == "hierarchical",
         malignant=[classes.index(c) for c in malignant],
         metadata_branch="linear" if config.model.fusion == "late" else "mlp",
     )
+
+
+def checkpoint_file(checkpoint: str | None) -> str | None:
+    """`model.checkpoint`, checked to be a weights file before minutes of data loading are spent.
+    An ensemble artifact's weights.pt is its primary network's (said in one line: the run starts
+    from that network, not from the ensemble); its member folders hold none (`copy_member`)."""
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint)
+    folder = path.parent
+    if path.is_file() and (folder / META_FILE).is_file():
+        _, meta = load_meta(folder, verify=False)
+        if meta.ensemble is not None:
+            log.warning("%s; model.checkpoint starts from its primary network", ensemble_words(folder, meta))
+    if not path.is_file():
+        member = path.name == WEIGHTS_FILE and ensemble_owner(folder) is not None
+        why = f" (an ensemble's member folders are copied without {WEIGHTS_FILE})" if member else ""
+        raise ValueError(
+            f"model.checkpoint {checkpoint}: not a file{why}; valid: a PyTorch state dict, such as "
+            f"an artifact's {WEIGHTS_FILE} (an ensemble artifact's own {WEIGHTS_FILE} is its primary network)"
+        )
+    return checkpoint
 
 
 @dataclass

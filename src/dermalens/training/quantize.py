@@ -5,11 +5,16 @@ The OOD gate is copied from the float model; INT8 shifts the embeddings, so refi
 quantised network (`dermalens artifact refit-gate --model INT8_DIR ...`) before serving.
 The quantised copy is a separate artifact (same metadata, ``-int8`` name), so its accuracy
 change can be measured with `dermalens evaluate`/`compare` before anyone serves it.
+
+An ensemble artifact's primary network is quantised alone, into one network (said in one line):
+INT8 moves its probabilities, so the ensemble's decision, fitted on the float members' average,
+would no longer hold; an INT8 ensemble is rebuilt from INT8 members (`dermalens artifact ensemble`).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,11 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from dermalens.artifact.meta import ONNX_FILE
-from dermalens.artifact.store import load_meta
-from dermalens.artifact.write import put_file, writable_copy, write_meta
+from dermalens.artifact.store import ensemble_words, load_meta
+from dermalens.artifact.write import primary_copy, put_file, writable_copy, write_meta
 from dermalens.core.decode import ImageInput
 from dermalens.core.metadata import MetadataEncoding
 from dermalens.inference.engine import Engine
+
+log = logging.getLogger(__name__)
 
 
 class _Reader:
@@ -55,7 +62,16 @@ def quantize_artifact(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     folder, meta = load_meta(source)
-    out = writable_copy(folder, out, replace=True)
+    if meta.ensemble is None:
+        out = writable_copy(folder, out, replace=True)
+    else:
+        log.warning(
+            "%s; quantize makes an INT8 copy of its primary network alone, one network (to keep an "
+            "ensemble: quantize each member, then rebuild it with `dermalens artifact ensemble`)",
+            ensemble_words(folder, meta),
+        )
+        folder = out = primary_copy(folder, out, replace=True)
+        _, meta = load_meta(folder, verify=False)
     size = min(batch, len(calibration))
     inputs = Engine.load(folder, verify=False).network_inputs(calibration)  # verified by load_meta
 

@@ -9,10 +9,15 @@ inference time", ICML 2022). An ensemble would buy the same robustness at N× th
 The soup is a new artifact: its calibration, threshold, decision rule and OOD gate are fitted again
 on the validation split of the first model's recipe (its saved config), as for any trained run, so
 nothing fitted for one member is reused for a network it was not fitted on.
+
+An ensemble artifact given as an ingredient gives its primary network's weights (said in one line):
+the soup is one new network either way. A folder without weights.pt (an ensemble's members/NAME)
+is refused: it has nothing to average.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +26,10 @@ import torch
 from torch import nn
 
 from dermalens.artifact.meta import WEIGHTS_FILE, ArtifactMeta
-from dermalens.artifact.store import load_meta
+from dermalens.artifact.store import ensemble_words, load_meta
 from dermalens.models.factory import build_from_meta
+
+log = logging.getLogger(__name__)
 
 #: Smallest input side a soup may be served at (the network's total stride is 32; below 8 px nothing is left).
 MIN_SIDE = 8
@@ -75,6 +82,14 @@ def average_state(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.
 def load_members(folders: Sequence[str | Path]) -> list[tuple[Path, ArtifactMeta]]:
     """Each artifact's folder and verified metadata, checked to be averageable (`check_compatible`)."""
     loaded = [load_meta(f, verify=True) for f in folders]
+    for folder, meta in loaded:
+        if not (folder / WEIGHTS_FILE).is_file():
+            raise ValueError(
+                f"{folder}: no {WEIGHTS_FILE} (an ensemble's member folders are copied without it); "
+                "soup averages weights: pass the artifact the member was built from, with its weights"
+            )
+        if meta.ensemble is not None:
+            log.warning("%s; soup averages its primary network's weights", ensemble_words(folder, meta))
     check_compatible([meta for _, meta in loaded])
     return loaded
 
