@@ -184,10 +184,25 @@ def sets_split(ham10000: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture(scope="session")
-def sets_artifact(ham10000: Path, sets_split: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the bundled model whose prediction sets `dermalens artifact conformal` fitted on the
-    validation part of `sets_split` (so the tests do not depend on the bundled model's own sets)."""
-    from dermalens.artifact.store import BUNDLED_DIR
+def bundled_network(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled model as one network: itself, or where it is an ensemble artifact its primary
+    (`artifact.write.primary_copy`), for tests of what single networks take (conformal sets,
+    ensemble members)."""
+    from dermalens.artifact.store import BUNDLED_DIR, load_meta
+    from dermalens.artifact.write import primary_copy
+
+    if load_meta(BUNDLED_DIR, verify=False)[1].ensemble is None:
+        return BUNDLED_DIR
+    return primary_copy(BUNDLED_DIR, tmp_path_factory.mktemp("bundled-network") / "model")
+
+
+@pytest.fixture(scope="session")
+def sets_artifact(
+    ham10000: Path, sets_split: Path, bundled_network: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A copy of the bundled model's (primary) network whose prediction sets `dermalens artifact
+    conformal` fitted on the validation part of `sets_split` (so the tests do not depend on the
+    bundled model's own sets)."""
     from dermalens.cli import main
 
     out = tmp_path_factory.mktemp("sets") / "model"
@@ -195,7 +210,7 @@ def sets_artifact(ham10000: Path, sets_split: Path, tmp_path_factory: pytest.Tem
         "artifact",
         "conformal",
         "--model",
-        str(BUNDLED_DIR),
+        str(bundled_network),
         "--data",
         str(ham10000),
         "--split",
@@ -222,16 +237,19 @@ def dicom_folder(ham10000: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="session")
 def ensemble_artifact(
-    ham10000: Path, sets_split: Path, tiny_artifact_other: Path, tmp_path_factory: pytest.TempPathFactory
+    ham10000: Path,
+    sets_split: Path,
+    bundled_network: Path,
+    tiny_artifact_other: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
-    """An ensemble artifact made by `dermalens artifact ensemble`: the bundled model (the primary)
-    and the tiny second member (another input size, a working size), its threshold, decision rule
-    and prediction sets fitted on the 300 validation images of `sets_split`."""
-    from dermalens.artifact.store import BUNDLED_DIR
+    """An ensemble artifact made by `dermalens artifact ensemble`: the bundled model's (primary)
+    network and the tiny second member (another input size, a working size), its threshold,
+    decision rule and prediction sets fitted on the 300 validation images of `sets_split`."""
     from dermalens.cli import main
 
     out = tmp_path_factory.mktemp("ensemble") / "model"
-    argv = ["artifact", "ensemble", "--model", str(BUNDLED_DIR), "--model", str(tiny_artifact_other)]
+    argv = ["artifact", "ensemble", "--model", str(bundled_network), "--model", str(tiny_artifact_other)]
     argv += ["--data", str(ham10000), "--split", str(sets_split), "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dermalens.artifact.meta import WEIGHTS_FILE
-from dermalens.artifact.store import BUNDLED_DIR, load_meta
+from dermalens.artifact.store import load_meta
 from dermalens.cli import main
 from dermalens.evaluation.calibration import fit_operating_point
 from dermalens.evaluation.ensemble import build_ensemble
@@ -18,13 +18,13 @@ from dermalens.inference.engine import Engine
 
 
 def test_the_decision_is_fitted_on_the_combined_output(
-    ensemble_artifact: Path, ham10000: Path, sets_split: Path
+    ensemble_artifact: Path, bundled_network: Path, ham10000: Path, sets_split: Path
 ) -> None:
     _, meta = load_meta(ensemble_artifact)
     spec = meta.ensemble
     assert spec is not None and spec.members == ["members/tiny-other"] and spec.gate == "first"
     assert not (ensemble_artifact / "members/tiny-other" / WEIGHTS_FILE).exists()
-    assert meta.name == f"{load_meta(BUNDLED_DIR)[1].name}+tiny-other"
+    assert meta.name == f"{load_meta(bundled_network)[1].name}+tiny-other"
     pooled = pooled_probabilities(Engine.load(ensemble_artifact), [(ham10000, sets_split)])
     p_malignant = pooled.probs[:, meta.malignant_indices].sum(axis=1)
     again = fit_operating_point(pooled.labels, p_malignant, 0.95, "again")

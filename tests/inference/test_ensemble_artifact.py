@@ -11,7 +11,7 @@ import pytest
 
 from dermalens.artifact.meta import OOD_FILE, EnsembleSpec
 from dermalens.artifact.ood import OodGate
-from dermalens.artifact.store import BUNDLED_DIR, load_meta
+from dermalens.artifact.store import load_meta
 from dermalens.artifact.write import save_gate, write_ensemble, write_meta
 from dermalens.inference.engine import Engine
 from dermalens.inference.predictor import Classifier
@@ -42,8 +42,10 @@ def test_it_opens_as_its_members_with_the_spec_s_decision(
     } == {0.9}
 
 
-def test_its_probabilities_are_the_members_average(ensemble_artifact: Path, images: list[Path]) -> None:
-    members = [BUNDLED_DIR, ensemble_artifact / "members/tiny-other"]  # the primary's source, a member
+def test_its_probabilities_are_the_members_average(
+    ensemble_artifact: Path, bundled_network: Path, images: list[Path]
+) -> None:
+    members = [bundled_network, ensemble_artifact / "members/tiny-other"]  # the primary's source, a member
     alone = [Engine.load(m).run(images) for m in members]
     both = Engine.load(ensemble_artifact).run(images).combined
     assert all(len(run.members) == 1 for run in alone)  # a member opened alone is one network
@@ -63,11 +65,11 @@ def strict_copy(member: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("rule", ["first", "max"])
 def test_the_gate_rule_decides_whose_refusal_counts(
-    rule: str, tiny_artifact_other: Path, images: list[Path], tmp_path: Path
+    rule: str, bundled_network: Path, tiny_artifact_other: Path, images: list[Path], tmp_path: Path
 ) -> None:
     strict = strict_copy(tiny_artifact_other, tmp_path)
     spec = EnsembleSpec(["members/strict"], threshold=0.1, threshold_rule="by hand", gate=rule)  # type: ignore[arg-type]
-    folder = write_ensemble(tmp_path / "ensemble", BUNDLED_DIR, [strict], spec)
+    folder = write_ensemble(tmp_path / "ensemble", bundled_network, [strict], spec)
     run = Engine.load(folder).run(images)
     primary, member = (m.ood_score for m in run.members)
     assert (member > 1).all() and not (primary > 1).all()  # the member refuses all, the primary not
