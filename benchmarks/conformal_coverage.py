@@ -58,7 +58,7 @@ def main() -> None:
         kept = [by_id[i] for i in run.combined.image_ids]
         labels = [model_label(r.label, run.combined.classes) for r in kept]
         for coverage in args.coverage:
-            combined = combine(run.members, coverage)
+            combined = combine(run.members, coverage, engine.ensemble)
             figures = coverage_figures(
                 labels, [r.source for r in kept], combined, n_boot=args.n_boot, groups=[r.group for r in kept]
             )
