@@ -1,5 +1,6 @@
 """An ensemble artifact on disk: members pinned by the primary's hashes, each verified on its own,
-weights.pt left out of members only, and artifacts without the field as before."""
+weights.pt left out of members only (and their gate files where only the primary's gate refuses),
+and artifacts without the field as before."""
 
 from __future__ import annotations
 
@@ -9,23 +10,47 @@ from pathlib import Path
 
 import pytest
 
-from dermalens.artifact.meta import META_FILE, ONNX_FILE, WEIGHTS_FILE, ArtifactError, ArtifactMeta
+from dermalens.artifact.meta import (
+    META_FILE,
+    ONNX_FILE,
+    OOD_FILE,
+    WEIGHTS_FILE,
+    ArtifactError,
+    ArtifactMeta,
+    EnsembleSpec,
+)
 from dermalens.artifact.store import absent_allowed, load_members, load_meta
-from dermalens.artifact.write import write_meta
+from dermalens.artifact.write import write_ensemble, write_meta
 
 
 def copy(folder: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(folder, tmp_path / "copy"))
 
 
-def test_the_primary_pins_its_members_and_members_lack_only_their_weights(hand_ensemble: Path) -> None:
+def test_the_primary_pins_its_members_and_members_lack_their_weights_and_unused_gate(
+    hand_ensemble: Path,
+) -> None:
     folder, meta = load_meta(hand_ensemble)
     assert meta.ensemble is not None and meta.ensemble.members == ["members/other"]
+    assert meta.ensemble.gate == "first"  # only the primary's gate refuses: the member's never runs
     assert "members/other/artifact.json" in meta.files and meta.name == "hand"
     ((member_folder, member),) = load_members(folder, meta)
-    assert member.name == "tiny-other" and WEIGHTS_FILE in member.files  # its artifact.json as it was
+    assert member.name == "tiny-other" and {WEIGHTS_FILE, OOD_FILE} <= set(member.files)  # as it was
     assert not (member_folder / WEIGHTS_FILE).exists() and (folder / WEIGHTS_FILE).is_file()
-    assert absent_allowed(member_folder) == {WEIGHTS_FILE} and absent_allowed(folder) == frozenset()
+    assert not (member_folder / OOD_FILE).exists() and (folder / OOD_FILE).is_file()
+    assert absent_allowed(member_folder) == {WEIGHTS_FILE, OOD_FILE} and absent_allowed(folder) == frozenset()
+
+
+def test_with_every_gate_refusing_members_keep_their_gate_files(
+    tiny_artifact: Path, tiny_artifact_other: Path, tmp_path: Path
+) -> None:
+    spec = EnsembleSpec(["members/other"], threshold=0.2, threshold_rule="by hand", gate="max")
+    folder = write_ensemble(tmp_path / "max", tiny_artifact, [tiny_artifact_other], spec)
+    ((member_folder, _),) = load_members(*load_meta(folder))
+    assert (member_folder / OOD_FILE).is_file() and absent_allowed(member_folder) == {WEIGHTS_FILE}
+    (member_folder / OOD_FILE).unlink()
+    with pytest.raises(ArtifactError, match=r"ood\.npz is listed in artifact\.json but missing"):
+        load_members(*load_meta(folder))
 
 
 def test_a_tampered_member_file_fails_verification(hand_ensemble: Path, tmp_path: Path) -> None:

@@ -106,3 +106,19 @@ def test_lanes_score_chunks_in_parallel_with_the_same_results_in_input_order(
     assert np.allclose(b.members[0].logits, a.members[0].logits, atol=1e-6)
     assert np.allclose(b.members[0].ood_score, a.members[0].ood_score, atol=1e-6)
     assert all(np.allclose(x, y, atol=1e-6) for x, y in zip(a.cams, b.cams, strict=True))
+
+
+def test_one_image_runs_its_members_at_once_with_the_results_of_one_lane(
+    tiny_artifact: Path, tiny_artifact_other: Path, images: list[np.ndarray]
+) -> None:
+    """A lone chunk (one image) spreads the members over the idle lanes; members with the same
+    preprocessing share one canonical view; the outputs are those of one thread."""
+    members = [tiny_artifact, tiny_artifact_other, tiny_artifact]
+    one, two = Engine.load(members, threads=1), Engine.load(members, threads=2)
+    views = two._prepare(images[0]).views  # type: ignore[union-attr]
+    assert views[0] is views[2] and views[0] is not views[1]
+    for image in images[:3]:
+        a, b = one.run([image], heatmap=True), two.run([image], heatmap=True)
+        for x, y in zip(a.members, b.members, strict=True):
+            assert np.allclose(x.logits, y.logits, atol=1e-6) and np.allclose(x.ood_score, y.ood_score)
+        assert np.allclose(a.cams[0], b.cams[0], atol=1e-6)

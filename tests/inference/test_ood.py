@@ -153,3 +153,21 @@ def test_a_rare_wide_class_is_measured_in_its_own_radius(tmp_path):
     again = OodGate.load(tmp_path / "g.npz")
     assert np.array_equal(again.score(val, None, level_val), own.score(val, None, level_val))
     assert "that class's radius" in own.method and again.nearest_by == "distance"
+
+
+def test_a_gate_file_stores_half_of_each_precision_and_reads_the_former_layout(tmp_path):
+    train, labels, val = _blobs(4, 300, 6), np.arange(300) % 3, _blobs(5, 100, 6)
+    gate = fit_gate(train, labels, val, 0.9, _blobs(6, 300, 4), _blobs(7, 100, 4))
+    gate.save(tmp_path / "ood.npz")
+    with np.load(tmp_path / "ood.npz") as data:
+        assert "precision" not in data and data["precision_upper"].shape == (6 * 7 // 2,)
+        assert data["level_precision_upper"].shape == (4 * 5 // 2,)
+        former = {k: data[k] for k in data.files if not k.endswith("_upper")}
+    loaded = OodGate.load(tmp_path / "ood.npz")
+    assert np.array_equal(loaded.precision, loaded.precision.T)
+    np.testing.assert_allclose(loaded.precision, gate.precision, rtol=1e-6)
+    np.testing.assert_allclose(loaded.level_precision, gate.level_precision, rtol=1e-6)
+    symmetric = (gate.precision + gate.precision.T) / 2  # what gate files held before: whole matrices
+    np.savez(tmp_path / "former.npz", **former, precision=symmetric, level_precision=gate.level_precision)
+    old = OodGate.load(tmp_path / "former.npz")
+    np.testing.assert_allclose(old.distances(val), loaded.distances(val), rtol=1e-5)

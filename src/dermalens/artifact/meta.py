@@ -17,7 +17,9 @@ from dermalens.core.metadata import MetadataEncoding
 from dermalens.core.preprocess import Preprocessing
 from dermalens.core.schema import STRICT, load
 
-FORMAT_VERSION = 1
+#: 2 (2026-12-06): ood.npz stores its symmetric precision matrices as upper triangles (half the
+#: bytes); this version reads both, a version-1 reader refuses a version-2 artifact by this number.
+FORMAT_VERSION = 2
 META_FILE = "artifact.json"
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.pt"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,13 +124,13 @@ class OodGate:
     def save(self, path: Path) -> None:
         arrays = {
             "means": self.means.astype(np.float32),
-            "precision": self.precision.astype(np.float32),
+            "precision_upper": _upper(self.precision),
             "threshold": np.float32(self.threshold),
         }
         if self.level_mean is not None and self.level_precision is not None:
             arrays |= {
                 "level_mean": self.level_mean.astype(np.float32),
-                "level_precision": self.level_precision.astype(np.float32),
+                "level_precision_upper": _upper(self.level_precision),
                 "level_threshold": np.float32(self.level_threshold),
             }
         for name in ("class_scale", "level_class_scale"):
@@ -144,13 +145,15 @@ class OodGate:
     def load(cls, path: Path) -> OodGate:
         with np.load(path) as data:
             level = (
-                (data["level_mean"], data["level_precision"], float(data["level_threshold"]))
+                (data["level_mean"], _symmetric(data, "level_precision"), float(data["level_threshold"]))
                 if "level_mean" in data
                 else (None, None, 1.0)
             )
             scales = [data.get(n) for n in ("class_scale", "level_class_scale")]
             nearest_by = str(data["nearest_by"]) if "nearest_by" in data else "scaled"
-            gate = cls(data["means"], data["precision"], float(data["threshold"]), *level, *scales)
+            gate = cls(
+                data["means"], _symmetric(data, "precision"), float(data["threshold"]), *level, *scales
+            )
             gate.nearest_by = nearest_by
             return gate
 
@@ -167,3 +170,21 @@ class OodGate:
             if self.class_scale is not None:
                 base += ", in units of each class's own validation radius"
         return base + (" + Mahalanobis distance of pooled mid-level features" if self.uses_level else "")
+
+
+def _upper(matrix: np.ndarray) -> np.ndarray:
+    """The upper triangle of a symmetric matrix, row by row, float32: a precision matrix is half
+    of a gate file (1280² floats, 6.5 MB), and an ensemble's networks must fit models/'s budget."""
+    return matrix[np.triu_indices(len(matrix))].astype(np.float32)
+
+
+def _symmetric(data: Any, name: str) -> np.ndarray:
+    """The symmetric matrix `name` of a gate file: from its upper triangle (`NAME_upper`, format 2)
+    or stored whole (gate files written before it)."""
+    if name in data:
+        return np.asarray(data[name])
+    upper = np.asarray(data[f"{name}_upper"])
+    size = int((np.sqrt(8 * len(upper) + 1) - 1) / 2)
+    matrix = np.zeros((size, size), np.float32)
+    matrix[np.triu_indices(size)] = upper
+    return matrix + np.triu(matrix, 1).T

@@ -10,8 +10,9 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from dermalens.artifact.meta import META_FILE, WEIGHTS_FILE, ArtifactError, ArtifactMeta
+from dermalens.artifact.meta import META_FILE, OOD_FILE, WEIGHTS_FILE, ArtifactError, ArtifactMeta
 from dermalens.core.hashing import file_sha256
 
 #: The bundled model as an installed wheel carries it (package data, copied there by setup.py from
@@ -100,15 +101,26 @@ def ensemble_words(folder: Path, meta: ArtifactMeta) -> str:
 def absent_allowed(folder: Path) -> frozenset[str]:
     """Listed files `folder` may lack: weights.pt in the wheel's packaged copy of the bundled model
     and in a member folder of an ensemble artifact (13 MB each that predicting never reads: the
-    ensemble command copies members without it); every other artifact, and every file that is
-    present, is checked in full."""
-    packaged = folder.resolve() == PACKAGED_DIR.resolve()
-    return frozenset({WEIGHTS_FILE}) if packaged or ensemble_owner(folder) is not None else frozenset()
+    ensemble command copies members without it), and a member's ood.npz where the ensemble's gate
+    rule is "first" (only the primary's gate refuses); every other artifact, and every file that
+    is present, is checked in full."""
+    owner = _owner(folder)
+    if owner is None:
+        return frozenset({WEIGHTS_FILE}) if folder.resolve() == PACKAGED_DIR.resolve() else frozenset()
+    return (
+        frozenset({WEIGHTS_FILE, OOD_FILE}) if owner[1].get("gate") == "first" else frozenset({WEIGHTS_FILE})
+    )
 
 
 def ensemble_owner(folder: Path) -> Path | None:
     """The ensemble artifact that lists `folder` as one of its members (it lies in a sub-folder of
     it, named in its `ensemble.members`), or None."""
+    owner = _owner(folder)
+    return None if owner is None else owner[0]
+
+
+def _owner(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """`ensemble_owner` and the ensemble spec it stores (as read from its artifact.json)."""
     folder = folder.resolve()
     for owner in list(folder.parents)[:3]:
         file = owner / META_FILE
@@ -119,5 +131,5 @@ def ensemble_owner(folder: Path) -> Path | None:
         except (json.JSONDecodeError, AttributeError):
             continue
         if folder.relative_to(owner).as_posix() in (spec.get("members") or []):
-            return owner
+            return owner, spec
     return None

@@ -19,6 +19,7 @@ from typing import Any
 
 from dermalens.artifact._io import place, write_json
 from dermalens.artifact.meta import (
+    FORMAT_VERSION,
     HASHED_FILES,
     META_FILE,
     OOD_FILE,
@@ -36,6 +37,7 @@ def write_meta(folder: Path, meta: ArtifactMeta) -> Path:
     artifact.json too: they pin the members it was fitted with), state the model's kind, and
     write `artifact.json`."""
     meta.kind = meta.model_kind.name
+    meta.format_version = FORMAT_VERSION  # what this version writes (e.g. ood.npz's triangles)
     meta.files = {name: file_sha256(folder / name) for name in HASHED_FILES if (folder / name).is_file()}
     for member in meta.ensemble.members if meta.ensemble else []:
         key = meta.ensemble.member_file(member)  # type: ignore[union-attr]
@@ -101,14 +103,16 @@ def _make_room(out: str | os.PathLike[str], replace: bool) -> None:
         shutil.rmtree(out)
 
 
-def copy_member(source: Path, target: Path) -> Path:
+def copy_member(source: Path, target: Path, *, gate: bool = True) -> Path:
     """Copy the artifact `source` into `target` (a member folder of an ensemble) without weights.pt:
     predicting never reads it, and each member's 13 MB would push models/ past its 60 MB budget.
-    artifact.json is copied byte for byte, so its hash is the source artifact's own and still lists
-    weights.pt (`store.absent_allowed` lets a member lack it)."""
+    Without `gate` (an ensemble whose primary's gate alone refuses) ood.npz stays behind too: it
+    would never run. artifact.json is copied byte for byte, so its hash is the source artifact's own
+    and still lists both (`store.absent_allowed` lets a member lack them)."""
     if target.exists():
         raise ValueError(f"{target} exists; an ensemble member is copied into a new folder")
-    return _copy_files(source, target, (META_FILE, *(n for n in HASHED_FILES if n != WEIGHTS_FILE)))
+    left = {WEIGHTS_FILE} if gate else {WEIGHTS_FILE, OOD_FILE}
+    return _copy_files(source, target, (META_FILE, *(n for n in HASHED_FILES if n not in left)))
 
 
 def _copy_files(source: Path, target: Path, names: tuple[str, ...]) -> Path:
@@ -146,14 +150,14 @@ def write_ensemble(
     out: Path, primary: Path, members: list[Path], spec: EnsembleSpec, name: str | None = None
 ) -> Path:
     """A new ensemble artifact at `out`: a copy of `primary`, each of `members` copied into the
-    folder `spec.members` names for it (`copy_member`), then the primary's artifact.json with
+    folder `spec.members` names for it (`copy_member`; gate "first": without ood.npz), then the primary's artifact.json with
     `spec` and `name` (default: the members' names joined by "+"), whose `files` pin every
     member's artifact.json (`write_meta`)."""
     if len(members) != len(spec.members):
         raise ValueError(f"{len(members)} member folders for {len(spec.members)} names in the ensemble")
     folder = writable_copy(primary, out)
     for source, place_at in zip(members, spec.members, strict=True):
-        copy_member(source, folder / place_at)
+        copy_member(source, folder / place_at, gate=spec.gate != "first")
     _, meta = load_meta(folder, verify=False)
     meta.ensemble = spec
     names = [meta.name] + [load_meta(folder / m, verify=False)[1].name for m in spec.members]

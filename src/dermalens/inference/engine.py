@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from dermalens.core.decode import ImageDecodeError, ImageInput, decode_with_size
 from dermalens.core.dicom import with_dicom_tags
 from dermalens.core.metadata import PatientMetadata
 from dermalens.core.preprocess import Preprocessing, canonical, normalize
+from dermalens.inference.chunk import Prepared, Scored, one_blas_thread
 from dermalens.inference.combined import (
     Combined,
     Outputs,
@@ -107,7 +109,7 @@ class Engine:
         threads = threads or int(os.environ.get("DERMALENS_THREADS", "0")) or (os.cpu_count() or 1)
         parallel = all(isinstance(m.runtime, OnnxRuntime) for m in members)
         self.lanes = threads if parallel else 1
-        _one_blas_thread()
+        one_blas_thread()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -185,12 +187,14 @@ class Engine:
             patients = [with_dicom_tags(image, p) for image, p in zip(images, patients, strict=True)]
         gathered = _Gathered([[] for _ in self.members])
 
-        def score(chunk: list[int]) -> _Scored:
+        chunks = self.chunks(len(images))
+        spread = len(chunks) == 1 and self.lanes > 1 and len(self.members) > 1
+
+        def score(chunk: list[int]) -> Scored:
             return self._score_chunk(
-                [images[k] for k in chunk], [patients[k] for k in chunk], views_n, heatmap
+                [images[k] for k in chunk], [patients[k] for k in chunk], views_n, heatmap, spread
             )
 
-        chunks = self.chunks(len(images))
         for chunk, scored in zip(chunks, self._in_lanes(score, chunks), strict=True):
             gathered.add(chunk, scored, keep_canonical)
             if on_done is not None:
@@ -213,15 +217,28 @@ class Engine:
         if len(chunks) < 2 or self.lanes < 2:
             yield from map(work, chunks)
             return
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="dermalens-lane")
-        pool, pending, ahead = self._pool, iter(chunks), 2 * self.lanes
+        pool, pending, ahead = self._lane_pool(), iter(chunks), 2 * self.lanes
         queued: deque[Future[T]] = deque(pool.submit(work, c) for c in islice(pending, ahead))
         while queued:
             result = queued.popleft().result()
             queued.extend(pool.submit(work, c) for c in islice(pending, 1))
             yield result
+
+    def _lane_pool(self) -> ThreadPoolExecutor:
+        """The lanes' threads, started on first use."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="dermalens-lane")
+            return self._pool
+
+    def _each(self, calls: Sequence[Callable[[], T]], spread: bool) -> list[T]:
+        """Run one chunk's member `calls` in order here, or, with `spread` (a lone chunk: the lanes
+        are idle), the first here and the others in the lanes at once: one image then takes its
+        slowest network's time, not the sum of all (a lane never waits on a lane: no deadlock)."""
+        if not spread:
+            return [call() for call in calls]
+        futures = [self._lane_pool().submit(call) for call in calls[1:]]
+        return [calls[0](), *(future.result() for future in futures)]
 
     @property
     def specs(self) -> list[Preprocessing]:
@@ -234,17 +251,27 @@ class Engine:
             rgb, size = decode_with_size(source, min_size=self.decode_size())
         except ImageDecodeError as err:
             return err
-        return Prepared([canonical(rgb, spec) for spec in self.specs], size)
+        views: dict[Preprocessing, np.ndarray] = {}  # members with one preprocessing share one view
+        for spec in self.specs:
+            if spec not in views:
+                views[spec] = canonical(rgb, spec)
+        return Prepared([views[spec] for spec in self.specs], size)
 
     def _score_chunk(
-        self, images: list[ImageInput], patients: list[PatientMetadata], views_n: int, heatmap: bool
-    ) -> _Scored:
-        """One chunk, in one lane: decode, then every member on its readable images."""
+        self,
+        images: list[ImageInput],
+        patients: list[PatientMetadata],
+        views_n: int,
+        heatmap: bool,
+        spread: bool = False,
+    ) -> Scored:
+        """One chunk, in one lane: decode, then every member on its readable images (`_each`)."""
         prepared = [self._prepare(image) for image in images]
         good = [(j, p) for j, p in enumerate(prepared) if isinstance(p, Prepared)]
         cams: list[list[np.ndarray]] = [[] for _ in good]
-        parts = [
-            self._infer_member(
+        calls = [
+            partial(
+                self._infer_member,
                 member,
                 [p.views[m] for _, p in good],
                 [patients[j] for j, _ in good],
@@ -253,7 +280,7 @@ class Engine:
             )
             for m, member in enumerate(self.members)
         ]
-        return _Scored(prepared, parts, cams)
+        return Scored(prepared, self._each(calls, spread), cams)
 
     def network_inputs(self, images: Sequence[ImageInput], member: int = 0) -> Iterator[np.ndarray]:
         """What `member`'s network is fed for each image (3×H×W float32, first TTA view), decoded
@@ -297,16 +324,6 @@ class Engine:
         return result
 
 
-def _one_blas_thread() -> None:
-    """Numpy's BLAS (the OOD gate's products) on one thread, for the whole process: its worker
-    threads busy-wait after each product and took the cores from the lanes (and, with one lane per
-    process, from the other processes). Measured on 2 cores, 200 600×450 JPEGs in one call: 155
-    images/s with OpenBLAS's own threads, 251 with one; `serve --workers 2`: 95 requests/s, 193."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
-
-
 @dataclass
 class _Gathered:
     """What `Engine.run` collects chunk by chunk, and the `EngineRun` it makes at the end."""
@@ -318,7 +335,7 @@ class _Gathered:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     cam_views: list[list[np.ndarray]] = field(default_factory=list)
 
-    def add(self, chunk: list[int], scored: _Scored, keep_canonical: bool) -> None:
+    def add(self, chunk: list[int], scored: Scored, keep_canonical: bool) -> None:
         """One scored chunk (`chunk`: the input index of each of its images), in input order."""
         for k, p in zip(chunk, scored.prepared, strict=True):
             if isinstance(p, ImageDecodeError):
@@ -377,21 +394,3 @@ def _merge(
     return Outputs(
         member.folder, member.meta, names, logits, cat("features"), ood, list(failed), cat("level_features")
     )
-
-
-@dataclass
-class Prepared:
-    """One decoded input: each member's canonical view, and the image's full upright size."""
-
-    views: list[np.ndarray]
-    size: tuple[int, int]
-
-
-@dataclass
-class _Scored:
-    """What one lane made of one chunk: each input decoded (or its error), each member's outputs
-    on the readable ones, and their CAM views."""
-
-    prepared: list[Prepared | ImageDecodeError]
-    parts: list[dict[str, Any]]
-    cams: list[list[np.ndarray]]
