@@ -20,16 +20,17 @@ from test_packaging import BUILD_INPUTS, REPO, run, setuptools_major
 pytestmark = pytest.mark.slow
 
 
-def ensemble_default(target: Path) -> tuple[str, float]:
+def ensemble_default(target: Path) -> tuple[str, float, int]:
     """The bundled default as an ensemble at `target` (the checkout's own where it is one, else the
-    bundled network twice with a decision set by hand): (a member's folder, the threshold)."""
+    bundled network twice with a decision set by hand): (a member's folder, the threshold, the
+    number of networks)."""
     meta = load_meta(SOURCE_DIR)[1]
     if meta.ensemble is not None:
         shutil.copytree(SOURCE_DIR, target)
-        return meta.ensemble.members[0], meta.ensemble.threshold
+        return meta.ensemble.members[0], meta.ensemble.threshold, len(meta.ensemble.members) + 1
     spec = EnsembleSpec(["members/second"], threshold=0.2, threshold_rule="by hand")
     write_ensemble(target, SOURCE_DIR, [SOURCE_DIR], spec, "wheel-check")
-    return "members/second", 0.2
+    return "members/second", 0.2, 2
 
 
 def test_a_wheel_carries_an_ensemble_default_that_verifies(tmp_path: Path, ham10000: Path) -> None:
@@ -42,7 +43,7 @@ def test_a_wheel_carries_an_ensemble_default_that_verifies(tmp_path: Path, ham10
             )
         else:
             shutil.copy2(REPO / name, tree / name)
-    member, threshold = ensemble_default(tree / "models/default")
+    member, threshold, networks = ensemble_default(tree / "models/default")
     isolation = ["--no-build-isolation"] if setuptools_major() >= 77 else []
     built = run(
         sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", tmp_path / "out", tree
@@ -66,4 +67,4 @@ def test_a_wheel_carries_an_ensemble_default_that_verifies(tmp_path: Path, ham10
     )
     assert done.returncode == 0, done.stderr
     members, served = done.stdout.split()[:2]
-    assert members == "2" and float(served) == pytest.approx(threshold)
+    assert int(members) == networks and float(served) == pytest.approx(threshold)

@@ -35,7 +35,7 @@ def test_verify_checks_every_member(
     assert main(["artifact", "verify", str(hand_ensemble)]) == 0
     assert "member members/other:" in capsys.readouterr().out
     folder = Path(shutil.copytree(hand_ensemble, tmp_path / "copy"))
-    gate = folder / "members/other/ood.npz"
-    gate.write_bytes(gate.read_bytes()[:-1])
+    graph = folder / "members/other/model.onnx"
+    graph.write_bytes(graph.read_bytes()[:-1])
     assert main(["artifact", "verify", str(folder)]) == 2
-    assert "members/other/ood.npz: SHA-256" in capsys.readouterr().err
+    assert "members/other/model.onnx: SHA-256" in capsys.readouterr().err
