@@ -150,9 +150,9 @@ def write_ensemble(
     out: Path, primary: Path, members: list[Path], spec: EnsembleSpec, name: str | None = None
 ) -> Path:
     """A new ensemble artifact at `out`: a copy of `primary`, each of `members` copied into the
-    folder `spec.members` names for it (`copy_member`; gate "first": without ood.npz), then the primary's artifact.json with
-    `spec` and `name` (default: the members' names joined by "+"), whose `files` pin every
-    member's artifact.json (`write_meta`)."""
+    folder `spec.members` names for it (`copy_member`; with gate rule "first", without ood.npz),
+    then the primary's artifact.json with `spec` and `name` (default: the members' names joined by
+    "+"), whose `files` pin every member's artifact.json (`write_meta`)."""
     if len(members) != len(spec.members):
         raise ValueError(f"{len(members)} member folders for {len(spec.members)} names in the ensemble")
     folder = writable_copy(primary, out)

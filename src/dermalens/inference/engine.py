@@ -213,7 +213,7 @@ class Engine:
     def _in_lanes(self, work: Callable[[list[int]], T], chunks: list[list[int]]) -> Iterator[T]:
         """`work(chunk)` for each chunk, results in chunk order, up to `lanes` at a time in the
         engine's threads (started once), at most two per lane queued ahead (memory stays bounded).
-        One chunk, or one lane, runs here: no thread hop for a single image."""
+        One chunk, or one lane, runs here (a lone chunk's other networks go to the idle lanes: `_each`)."""
         if len(chunks) < 2 or self.lanes < 2:
             yield from map(work, chunks)
             return
